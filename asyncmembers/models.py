@@ -1,0 +1,189 @@
+"""Typed models for Instance Members, and the package's own cattrs converter.
+
+Attributes are snake_case; the wire form is camelCase. Parsing is tolerant the way an API
+client must be: unknown fields (``_links``, ``_embedded``, properties added later) are
+ignored, and a role the client does not know yet is kept as a plain string.
+
+Input is normalised in one place, :class:`InstanceMemberPost`: surrounding whitespace is
+stripped from ``email``, ``userId`` and ``role``, and ``role`` is lower-cased, so
+``" Admin "`` means ``admin``. Email letter case is kept as given (the API compares emails
+case-insensitively).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from . import _schema
+from .errors import ValidationError
+
+__all__ = [
+    "InstanceMember",
+    "InstanceMemberPost",
+    "InstanceMembers",
+    "Role",
+    "converter",
+]
+
+
+class Role(enum.StrEnum):
+    """An instance member's role."""
+
+    ADMIN = "admin"
+    VIEW = "view"
+
+
+def _role_or_str(value: str) -> Role | str:
+    try:
+        return Role(value)
+    except ValueError:
+        return value  # a role added to the API after this client was built
+
+
+def _norm(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _norm_role(value: object) -> object:
+    if isinstance(value, Role):
+        return value
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _to_role(value: object) -> Role:
+    return Role(_schema.check_choice(_norm_role(value), "role", _schema.ROLES))
+
+
+def _opt_email(value: object) -> str | None:
+    value = _norm(value)
+    return None if value is None or value == "" else _schema.check_email(value)
+
+
+def _opt_user_id(value: object) -> str | None:
+    value = _norm(value)
+    return None if value is None or value == "" else _schema.check_object_id(value, "userId")
+
+
+@attrs.frozen(slots=True)
+class InstanceMemberPost:
+    """A member to add: a ``role`` and an ``email`` or a ``user_id``.
+
+    Validated on construction against the Instance Member Post schema; an invalid value
+    raises :class:`~asyncmembers.errors.ValidationError` naming the field.
+    """
+
+    role: Role = attrs.field(converter=_to_role)
+    email: str | None = attrs.field(default=None, converter=_opt_email)
+    user_id: str | None = attrs.field(default=None, converter=_opt_user_id)
+
+    def __attrs_post_init__(self) -> None:
+        if self.email is None and self.user_id is None:
+            raise ValidationError("member needs an email or a userId", field="email")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> InstanceMemberPost:
+        """Build from wire form (``userId``) or attribute form (``user_id``).
+
+        Any other key is an error, as in the API's schema (``additionalProperties: false``).
+        """
+        if not isinstance(data, Mapping):
+            raise ValidationError(
+                f"member must be a mapping with role and email or userId, got {type(data).__name__}"
+            )
+        role = email = user_id = None
+        for key, value in data.items():
+            if key == "role":
+                role = value
+            elif key == "email":
+                email = value
+            elif key == "userId" or key == "user_id":
+                user_id = value
+            else:
+                raise ValidationError(
+                    f"member has unknown field {key!r}; allowed fields are email, userId, role",
+                    field=str(key),
+                )
+        if role is None:
+            raise ValidationError("member is missing role (admin or view)", field="role")
+        return cls(role=role, email=email, user_id=user_id)
+
+    @classmethod
+    def coerce(cls, member: InstanceMemberPost | Mapping[str, Any]) -> InstanceMemberPost:
+        """Return ``member`` as an :class:`InstanceMemberPost`, validating a mapping."""
+        if isinstance(member, InstanceMemberPost):
+            return member
+        return cls.from_mapping(member)
+
+    def to_wire(self) -> dict[str, str]:
+        """The JSON body the API expects."""
+        body: dict[str, str] = {}
+        if self.email is not None:
+            body["email"] = self.email
+        if self.user_id is not None:
+            body["userId"] = self.user_id
+        body["role"] = self.role.value
+        return body
+
+
+@attrs.frozen(slots=True)
+class InstanceMember:
+    """A member of a Losant instance, as the API returns it. Every field is optional."""
+
+    instance_id: str | None = None
+    user_id: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    role: Role | str | None = None
+    avatar_url: str | None = None
+    two_factor_auth_enabled: bool | None = None
+    sso_linked: bool | None = None
+
+
+@attrs.frozen(slots=True)
+class InstanceMembers:
+    """A page of instance members with the sort and filter settings the server applied."""
+
+    items: list[InstanceMember] = attrs.field(factory=list)
+    count: int | None = None
+    instance_id: str | None = None
+    sort_field: str | None = None
+    sort_direction: str | None = None
+    filter_field: str | None = None
+    filter: str | None = None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(omit_if_default=False)
+    role_type: Any = Role | str | None
+    conv.register_structure_hook_func(
+        lambda t: t == role_type,
+        lambda v, _: None if v is None else _role_or_str(str(v)),
+    )
+    for cls in (InstanceMember, InstanceMembers):
+        renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))  # type: ignore[arg-type]
+        conv.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames)  # type: ignore[arg-type]
+        )
+    conv.register_unstructure_hook(Role, lambda r: r.value)
+    conv.register_structure_hook(
+        InstanceMemberPost, lambda v, _: InstanceMemberPost.from_mapping(v)
+    )
+    conv.register_unstructure_hook(InstanceMemberPost, InstanceMemberPost.to_wire)
+    return conv
+
+
+#: The package's converter. Never the global one: hooks registered here stay ours.
+converter: cattrs.Converter = _make_converter()
