@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import cattrs
@@ -27,7 +27,9 @@ __all__ = [
     "InstanceMember",
     "InstanceMemberPost",
     "InstanceMembers",
+    "MemberLike",
     "Role",
+    "SupportsMemberPost",
     "converter",
 ]
 
@@ -114,11 +116,26 @@ class InstanceMemberPost:
         return cls(role=role, email=email, user_id=user_id)
 
     @classmethod
-    def coerce(cls, member: InstanceMemberPost | Mapping[str, Any]) -> InstanceMemberPost:
-        """Return ``member`` as an :class:`InstanceMemberPost`, validating a mapping."""
+    def coerce(cls, member: MemberLike) -> InstanceMemberPost:
+        """Return ``member`` as an :class:`InstanceMemberPost`.
+
+        Accepts an :class:`InstanceMemberPost`, a mapping in wire or attribute form, or any
+        object with a ``to_member_post()`` method (such as a row read from a file, which
+        knows its line number and puts it in the error).
+        """
         if isinstance(member, InstanceMemberPost):
             return member
-        return cls.from_mapping(member)
+        if isinstance(member, Mapping):
+            return cls.from_mapping(member)
+        to_post = getattr(member, "to_member_post", None)
+        if to_post is None:
+            raise ValidationError(
+                f"member must be an InstanceMemberPost or a mapping, got {type(member).__name__}"
+            )
+        result = to_post()
+        if not isinstance(result, InstanceMemberPost):
+            raise ValidationError("to_member_post() must return an InstanceMemberPost")
+        return result
 
     def to_wire(self) -> dict[str, str]:
         """The JSON body the API expects."""
@@ -157,6 +174,16 @@ class InstanceMembers:
     sort_direction: str | None = None
     filter_field: str | None = None
     filter: str | None = None
+
+
+class SupportsMemberPost(Protocol):
+    """An input row that knows how to become a validated member (e.g. a row of a file)."""
+
+    def to_member_post(self) -> InstanceMemberPost: ...
+
+
+#: What the client and the importer accept as a member to add.
+MemberLike = InstanceMemberPost | Mapping[str, Any] | SupportsMemberPost
 
 
 def _camel(name: str) -> str:
