@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bulk import BulkResult
+    from .bulk import BulkResult  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "BadRequestError",
@@ -53,7 +53,7 @@ class LosantError(Exception):
         message: str,
         *,
         status: int | None = None,
-        type: str | None = None,  # noqa: A002 - the server's field name, pinned by SPEC
+        type: str | None = None,
         data: Any = None,
         method: str | None = None,
         path: str | None = None,
@@ -142,11 +142,15 @@ class TransportError(LosantError):
 
     ``sent`` is False when the request provably never reached the server (connection
     refused, connect timeout) and True when it may have (cut or timed out after sending).
+    ``retryable`` is False for failures that another try cannot fix (TLS certificate errors).
     """
 
-    def __init__(self, message: str, *, sent: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str, *, sent: bool = True, retryable: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.sent = sent
+        self.retryable = retryable
 
 
 _BY_STATUS: Mapping[int, type[LosantError]] = {

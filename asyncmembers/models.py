@@ -13,7 +13,7 @@ case-insensitively).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -191,6 +191,17 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _require(kind: type, label: str, hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Refuse a value of the wrong JSON kind (cattrs would iterate a string as a list)."""
+
+    def structure(value: Any, type_: Any) -> Any:
+        if not isinstance(value, kind):
+            raise TypeError(f"expected {label}, got {type(value).__name__}")
+        return hook(value, type_)
+
+    return structure
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(omit_if_default=False)
     role_type: Any = Role | str | None
@@ -200,10 +211,17 @@ def _make_converter() -> cattrs.Converter:
     )
     for cls in (InstanceMember, InstanceMembers):
         renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
-        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))  # type: ignore[arg-type]
+        conv.register_structure_hook(
+            cls, _require(Mapping, "an object", make_dict_structure_fn(cls, conv, **renames))  # type: ignore[arg-type]
+        )
         conv.register_unstructure_hook(
             cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames)  # type: ignore[arg-type]
         )
+    item_list = conv.get_structure_hook(list[InstanceMember])
+    member_list: Any = list[InstanceMember]
+    conv.register_structure_hook_func(
+        lambda t: t == member_list, _require(list, "an array", item_list)
+    )
     conv.register_unstructure_hook(Role, lambda r: r.value)
     conv.register_structure_hook(
         InstanceMemberPost, lambda v, _: InstanceMemberPost.from_mapping(v)

@@ -1,0 +1,394 @@
+"""The session wrapper: headers, auth, timeouts, retries and error mapping.
+
+This is the one boundary where aiohttp and asyncio failures become
+:mod:`asyncmembers.errors`; nothing above it needs to import aiohttp to catch an error.
+The access token lives in one header dict that is never logged, stored on an error or
+shown by ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import aiohttp
+import attrs
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+from yarl import URL
+
+from .errors import (
+    BadRequestError,
+    ClientClosedError,
+    LosantError,
+    RateLimitError,
+    TransportError,
+    ValidationError,
+    error_for_status,
+)
+from .retry import NOT_APPLIED_STATUSES, RetryPolicy, parse_retry_after
+
+__all__ = ["AttemptGate", "Session"]
+
+logger = logging.getLogger("asyncmembers")
+
+DEFAULT_ACCEPT_VERSION = "^1.29.3"
+USER_AGENT = "asyncmembers/0.1 (+aiohttp)"
+
+_NO_RETRY_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorCertificateError,
+    aiohttp.ClientConnectorSSLError,
+    aiohttp.ClientSSLError,
+)
+_NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,) + (
+    (aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()
+)
+
+
+class AttemptGate(Protocol):
+    """Paces individual attempts (used by the bulk importer to share rate-limit pauses).
+
+    ``acquire`` is awaited before every attempt; ``release`` is called after it with the
+    HTTP status (``None`` when no answer came) and the ``Retry-After`` seconds, if any. When
+    a gate is present a 429 is not waited out by the caller: the gate's next ``acquire``
+    does the waiting, for every worker together.
+    """
+
+    async def acquire(self) -> None: ...
+
+    def release(self, status: int | None, retry_after: float | None) -> None: ...
+
+
+#: Looks up whether an ambiguous POST took effect; returns the member's wire form or None.
+Confirm = Callable[[float], Awaitable[Any]]
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.define(slots=True)
+class _CallState:
+    ambiguous: bool = False
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the next wait would end past the call's deadline (total time bound)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self._loop = loop
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._loop.time() + retry_state.upcoming_sleep >= self._deadline
+
+
+class Session:
+    """Sends requests to the Losant API through one pooled ``aiohttp.ClientSession``."""
+
+    def __init__(
+        self,
+        *,
+        auth_token: str | None,
+        url: str,
+        session: aiohttp.ClientSession | None,
+        timeout: float | aiohttp.ClientTimeout,
+        retry: RetryPolicy,
+        accept_version: str,
+        allow_insecure_http: bool,
+        max_connections: int,
+    ) -> None:
+        base = URL(url)
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValidationError(
+                f"url must be an http(s) URL such as https://api.losant.com, got {url!r}",
+                field="url",
+            )
+        if (
+            base.scheme == "http"
+            and auth_token
+            and not allow_insecure_http
+            and not is_loopback(base.host)
+        ):
+            raise ValidationError(
+                f"refusing to send the access token over plain http to {base.host}; use https, "
+                "or pass allow_insecure_http=True if this network is trusted",
+                field="url",
+            )
+        if isinstance(timeout, aiohttp.ClientTimeout):
+            self._timeout = timeout
+        elif isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+            self._timeout = aiohttp.ClientTimeout(total=float(timeout))
+        else:
+            raise ValidationError(
+                f"timeout must be seconds greater than zero or an aiohttp.ClientTimeout, got {timeout!r}",
+                field="timeout",
+            )
+        if not isinstance(retry, RetryPolicy):
+            raise ValidationError(
+                f"retry must be a RetryPolicy, got {type(retry).__name__}", field="retry"
+            )
+        self.url = str(base).rstrip("/")
+        self.retry = retry
+        self._headers: dict[str, str] = {
+            "Accept": "application/json",
+            "Accept-Version": accept_version,
+            "User-Agent": USER_AGENT,
+        }
+        if auth_token:
+            self._headers["Authorization"] = f"Bearer {auth_token}"
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._session = session
+        self._owns_session = session is None
+        self._max_connections = max_connections
+        self._closed = False
+        self._rand = random.Random()
+        # Injectable so tests can see each wait the policy asks for without sleeping.
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    @property
+    def has_token(self) -> bool:
+        return "Authorization" in self._headers
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError(
+                "this Client is closed; create a new one, or use it inside `async with Client(...)`"
+            )
+        if self._session is None:
+            # Created lazily, inside a running loop, as aiohttp wants.
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector)
+        elif self._session.closed:
+            raise ClientClosedError("the aiohttp.ClientSession given to Client is closed")
+        return self._session
+
+    async def close(self) -> None:
+        """Close the owned session (a caller's session is left open). Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        losantdomain: str | None = None,
+        gate: AttemptGate | None = None,
+        confirm: Confirm | None = None,
+        deadline: float | None = None,
+    ) -> Any:
+        """Send a request with retries and return the parsed JSON body of a 2xx answer.
+
+        ``confirm`` makes a non-idempotent request safe to retry after an ambiguous failure:
+        before resending, it is asked whether the first attempt took effect, and its answer
+        is returned if so. Without it, such a request is not retried after an ambiguous
+        failure.
+        """
+        session = self._client_session()
+        loop = asyncio.get_running_loop()
+        policy = self.retry
+        limit = loop.time() + policy.timeout
+        deadline = limit if deadline is None else min(deadline, limit)
+        url = self.url + path
+        data: bytes | None = None
+        if body is None:
+            headers = self._headers
+        else:
+            headers = self._json_headers
+            data = json.dumps(body, separators=(",", ":")).encode()
+        if losantdomain:
+            headers = {**headers, "losantdomain": losantdomain}
+        idempotent = method == "GET"
+        state = _CallState()
+
+        async def attempt() -> Any:
+            if state.ambiguous and confirm is not None:
+                found = await confirm(deadline)
+                if found is not None:
+                    return found
+            try:
+                return await self._send(
+                    session, method, url, path, params, data, headers, gate, deadline
+                )
+            except BadRequestError:
+                # A 400 (e.g. "already a member") after an attempt that may have been
+                # applied: the earlier attempt may be why. Look before reporting failure.
+                if state.ambiguous and confirm is not None:
+                    found = await confirm(deadline)
+                    if found is not None:
+                        return found
+                raise
+            except LosantError as exc:
+                if not idempotent and _is_ambiguous(exc):
+                    state.ambiguous = True
+                raise
+
+        def should_retry(exc: BaseException) -> bool:
+            if not isinstance(exc, LosantError):
+                return False
+            if isinstance(exc, TransportError):
+                if not exc.retryable:
+                    return False
+                return idempotent or not exc.sent or confirm is not None
+            if exc.status is None or exc.status not in policy.retry_statuses:
+                return False
+            if isinstance(exc, RateLimitError) and (exc.retry_after or 0) > policy.max_retry_after:
+                return False
+            return idempotent or exc.status in NOT_APPLIED_STATUSES or confirm is not None
+
+        def wait(rs: RetryCallState) -> float:
+            exc = rs.outcome.exception() if rs.outcome else None
+            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                return 0.0 if gate is not None else exc.retry_after
+            return policy.backoff(rs.attempt_number, self._rand.random())
+
+        def log_retry(rs: RetryCallState) -> None:
+            exc = rs.outcome.exception() if rs.outcome else None
+            logger.warning(
+                "%s %s: attempt %d of %d failed (%s: %s); retrying in %.2f s",
+                method,
+                path,
+                rs.attempt_number,
+                policy.attempts,
+                type(exc).__name__,
+                getattr(exc, "message", exc),
+                rs.upcoming_sleep,
+            )
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts) | _StopAtDeadline(loop, deadline),
+            wait=wait,
+            retry=retry_if_exception(should_retry),
+            before_sleep=log_retry,
+            reraise=True,
+            sleep=self.sleep,
+        )
+        try:
+            return await retrying(attempt)
+        except LosantError as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            if tries > 1:
+                exc.message = f"{exc.message} (gave up after {tries} attempts)"
+            raise
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        gate: AttemptGate | None,
+        deadline: float,
+    ) -> Any:
+        """One attempt. Every aiohttp/asyncio failure is translated here, and only here."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TransportError(
+                f"no time left for another attempt (RetryPolicy.timeout={self.retry.timeout:g}s)",
+                sent=False,
+                method=method,
+                path=path,
+            )
+        timeout = self._timeout
+        if timeout.total is None or timeout.total > remaining:
+            timeout = attrs.evolve(timeout, total=remaining)
+        status: int | None = None
+        retry_after: float | None = None
+        if gate is not None:
+            await gate.acquire()
+        try:
+            try:
+                async with session.request(
+                    method, url, params=params, data=data, headers=headers, timeout=timeout
+                ) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    resp_headers = resp.headers
+            except _NOT_SENT_ERRORS as exc:
+                raise TransportError(
+                    f"could not connect: {exc}",
+                    sent=False,
+                    retryable=not isinstance(exc, _NO_RETRY_CONNECT_ERRORS),
+                    method=method,
+                    path=path,
+                ) from exc
+            except TimeoutError as exc:
+                raise TransportError(
+                    f"timed out after {timeout.total or 0:.3g} s waiting for the server "
+                    "(the request may have been applied)",
+                    method=method,
+                    path=path,
+                ) from exc
+            except aiohttp.ClientError as exc:
+                raise TransportError(
+                    f"connection failed after sending ({type(exc).__name__}: {exc}); "
+                    "the request may have been applied",
+                    method=method,
+                    path=path,
+                ) from exc
+            if status == 429:
+                retry_after = parse_retry_after(resp_headers)
+        finally:
+            if gate is not None:
+                gate.release(status, retry_after)
+
+        parsed = _parse_json(raw)
+        if 200 <= status < 300:
+            if parsed is _NOT_JSON:
+                raise LosantError(
+                    f"{status}: the server's answer is not JSON: {raw[:200]!r}",
+                    status=status,
+                    method=method,
+                    path=path,
+                )
+            return parsed
+        raise error_for_status(
+            status,
+            None if parsed is _NOT_JSON else parsed,
+            method=method,
+            path=path,
+            retry_after=retry_after,
+        )
+
+
+_NOT_JSON = object()
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw:
+        return _NOT_JSON
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _NOT_JSON
+
+
+def _is_ambiguous(exc: LosantError) -> bool:
+    """True when a failed non-idempotent attempt may have been applied by the server."""
+    if isinstance(exc, TransportError):
+        return exc.sent
+    return exc.status is not None and exc.status >= 500 and exc.status not in NOT_APPLIED_STATUSES
