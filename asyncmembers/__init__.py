@@ -1,5 +1,8 @@
 """asyncmembers: an asyncio client and bulk onboarding tool for Losant Instance Members."""
 
+import logging
+
+from .bulk import BulkResult, ItemFailure, Outcome, bulk_import
 from .client import Client
 from .errors import (
     BadRequestError,
@@ -18,16 +21,22 @@ from .retry import RetryPolicy
 
 __version__ = "0.1.0"
 
+# A library never configures logging; the application decides where "asyncmembers" goes.
+logging.getLogger("asyncmembers").addHandler(logging.NullHandler())
+
 __all__ = [
     "BadRequestError",
+    "BulkResult",
     "Client",
     "ClientClosedError",
     "ForbiddenError",
     "InstanceMember",
     "InstanceMemberPost",
     "InstanceMembers",
+    "ItemFailure",
     "LosantError",
     "NotFoundError",
+    "Outcome",
     "RateLimitError",
     "RetryPolicy",
     "Role",
@@ -36,4 +45,5 @@ __all__ = [
     "UnauthorizedError",
     "ValidationError",
     "__version__",
+    "bulk_import",
 ]

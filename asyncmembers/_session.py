@@ -54,14 +54,15 @@ class AttemptGate(Protocol):
     """Paces individual attempts (used by the bulk importer to share rate-limit pauses).
 
     ``acquire`` is awaited before every attempt; ``release`` is called after it with the
-    HTTP status (``None`` when no answer came) and the ``Retry-After`` seconds, if any. When
+    method, the HTTP status (``None`` when no answer came) and the ``Retry-After`` seconds,
+    if any. When
     a gate is present a 429 is not waited out by the caller: the gate's next ``acquire``
     does the waiting, for every worker together.
     """
 
     async def acquire(self) -> None: ...
 
-    def release(self, status: int | None, retry_after: float | None) -> None: ...
+    def release(self, method: str, status: int | None, retry_after: float | None) -> None: ...
 
 
 #: Looks up whether an ambiguous POST took effect; returns the member's wire form or None.
@@ -265,7 +266,7 @@ class Session:
 
         def log_retry(rs: RetryCallState) -> None:
             exc = rs.outcome.exception() if rs.outcome else None
-            logger.warning(
+            logger.info(
                 "%s %s: attempt %d of %d failed (%s: %s); retrying in %.2f s",
                 method,
                 path,
@@ -354,7 +355,7 @@ class Session:
                 retry_after = parse_retry_after(resp_headers)
         finally:
             if gate is not None:
-                gate.release(status, retry_after)
+                gate.release(method, status, retry_after)
 
         parsed = _parse_json(raw)
         if 200 <= status < 300:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bulk import BulkResult  # type: ignore[import-not-found, unused-ignore]
+    from .bulk import BulkResult
 
 __all__ = [
     "BadRequestError",

@@ -114,6 +114,21 @@ class InstanceMembersResource:
         )
         return _structure(data, InstanceMember, "POST", path)
 
+    async def list_raw(
+        self, path: str, *, losantdomain: str | None = None, gate: AttemptGate | None = None
+    ) -> list[dict[str, Any]]:
+        """Every member at ``path`` in wire form (internal: the importer's one up-front GET)."""
+        data = await self._session.request("GET", path, losantdomain=losantdomain, gate=gate)
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise LosantError(
+                f"the server's answer does not look like InstanceMembers: {str(data)[:200]}",
+                data=data,
+                method="GET",
+                path=path,
+            )
+        return [item for item in items if isinstance(item, dict)]
+
     async def _find(
         self,
         path: str,
