@@ -245,18 +245,44 @@ class Session:
                     state.ambiguous = True
                 raise
 
+        # Fast path: the first attempt runs directly. tenacity's machinery costs tens of
+        # microseconds per call, a large share of a loopback request, so it is only
+        # brought in once an attempt has failed in a way worth retrying.
+        try:
+            return await attempt()
+        except LosantError as exc:
+            first_failure = exc
+        return await self._retry(
+            attempt, first_failure, method, path, idempotent, confirm is not None, gate, deadline
+        )
+
+    async def _retry(
+        self,
+        attempt: Callable[[], Awaitable[Any]],
+        first_failure: LosantError,
+        method: str,
+        path: str,
+        idempotent: bool,
+        confirmable: bool,
+        gate: AttemptGate | None,
+        deadline: float,
+    ) -> Any:
+        """Retry after ``first_failure`` as the policy says, or re-raise it."""
+        policy = self.retry
+        loop = asyncio.get_running_loop()
+
         def should_retry(exc: BaseException) -> bool:
             if not isinstance(exc, LosantError):
                 return False
             if isinstance(exc, TransportError):
                 if not exc.retryable:
                     return False
-                return idempotent or not exc.sent or confirm is not None
+                return idempotent or not exc.sent or confirmable
             if exc.status is None or exc.status not in policy.retry_statuses:
                 return False
             if isinstance(exc, RateLimitError) and (exc.retry_after or 0) > policy.max_retry_after:
                 return False
-            return idempotent or exc.status in NOT_APPLIED_STATUSES or confirm is not None
+            return idempotent or exc.status in NOT_APPLIED_STATUSES or confirmable
 
         def wait(rs: RetryCallState) -> float:
             exc = rs.outcome.exception() if rs.outcome else None
@@ -277,6 +303,20 @@ class Session:
                 rs.upcoming_sleep,
             )
 
+        if policy.attempts == 1 or not should_retry(first_failure):
+            raise first_failure
+
+        replayed = False
+
+        async def retry_attempt() -> Any:
+            # tenacity sees the first failure as its attempt 1, so waits, stops and logs
+            # are decided in one place for every attempt.
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                raise first_failure
+            return await attempt()
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts) | _StopAtDeadline(loop, deadline),
             wait=wait,
@@ -286,7 +326,7 @@ class Session:
             sleep=self.sleep,
         )
         try:
-            return await retrying(attempt)
+            return await retrying(retry_attempt)
         except LosantError as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             if tries > 1:
