@@ -138,7 +138,8 @@ class SourceError(ValidationError):
     """
 
     def __init__(self, message: str, *, line: int | None = None) -> None:
-        super().__init__(message)
+        # One line always: a header cell or a file name may hold a line break.
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
         self.line = line
 
 
@@ -427,6 +428,12 @@ def _parse_record(rec: _Record) -> tuple[list[str] | None, str | None]:
     try:
         rows = list(csv.reader([text]))
     except csv.Error as exc:
+        if "new-line character" in str(exc):
+            # The csv module's hint (universal-newline mode) is about Python, not the file.
+            return None, problem or (
+                "has a line break (CR) inside an unquoted cell; quote the cell, or save the "
+                "file with LF or CRLF line ends"
+            )
         return None, problem or f"is not valid CSV: {exc}"
     if len(rows) != 1:
         return None, problem or "is not valid CSV: it does not form exactly one row"

@@ -476,13 +476,14 @@ def test_format_from_extension_and_option(tmp_path: Path) -> None:
     json_path.write_bytes(b'[{"email": "a@x.io", "role": "view"}]')
     odd = tmp_path / "members.txt"
     odd.write_bytes(b'{"email": "a@x.io", "role": "view"}\n')
-    for path, fmt, name in [
+    cases: list[tuple[Path | str, str | None, str]] = [
         (csv_path, None, "csv"),
         (jsonl_path, None, "jsonl"),
         (json_path, None, "json"),
         (odd, "ndjson", "jsonl"),
         (str(odd), "JSONL", "jsonl"),
-    ]:
+    ]
+    for path, fmt, name in cases:
         with open_source(path, format=fmt) as src:
             assert src.format == name
             assert src.name == str(path)
@@ -679,3 +680,15 @@ def test_lone_surrogate_from_a_json_escape_is_a_row_error() -> None:
     data = json.dumps({"email": "a\ud800@x.io", "role": "view"}).encode() + b"\n"
     (result,) = read(data, "jsonl")
     assert result[1].startswith("line 1: email holds a character that is not valid UTF-8")
+
+
+def test_bare_carriage_return_in_an_unquoted_cell_is_explained() -> None:
+    data = b"email,role\na@x.io\r,view\nb@x.io,view\n"
+    assert read(data, "csv") == [
+        (
+            2,
+            "line 2: has a line break (CR) inside an unquoted cell; quote the cell, or save "
+            "the file with LF or CRLF line ends",
+        ),
+        (3, {"email": "b@x.io", "role": "view"}),
+    ]
