@@ -126,6 +126,7 @@ class ErrorReportWriter:
     :meth:`close` or the ``with`` block) or a text stream (left open; open it with
     ``newline=""``). ``columns`` fixes the member file's columns instead of taking them
     from the first row written (e.g. ``Source.columns``). Each :meth:`write` is flushed.
+    A path that cannot be created raises :class:`OSError` here.
     """
 
     def __init__(

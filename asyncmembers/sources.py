@@ -12,7 +12,13 @@ Each row keeps its 1-based ``line`` (where the record starts), its 0-based ``ind
 data rows and every original column in ``fields``. Nothing is validated until
 :meth:`SourceRow.to_member_post`, which raises :class:`~asyncmembers.errors.ValidationError`
 saying where and what (``line 7: email is not a valid email address: 'bob@'``), so a bad
-row is still yielded and counted, never silently dropped.
+row is still yielded and counted, never silently dropped. :func:`count_rows` estimates
+the number of rows of a regular file cheaply (for a progress bar).
+
+``open_source()`` checks what it can at once (the file opens, the format, the CSV header,
+the JSON array's ``[``) and raises :class:`SourceError` for those; later problems are
+raised while iterating. The file is closed when the iteration ends, on ``close()`` or on
+leaving the ``with`` block.
 
 Two kinds of problems
 ---------------------
@@ -334,6 +340,8 @@ _DQUOTE, _COMMA = ord('"'), ord(",")
 
 def _scan(data: bytes, state: int) -> int:
     """Return the quote state after ``data`` (bytes: UTF-8 never hides ``"`` or ``,``)."""
+    if state != _QUOTED and b'"' not in data and data:
+        return _START if data.endswith(b",") else _FIELD  # the common case: no quotes
     i, n = 0, len(data)
     while i < n:
         if state == _START:
@@ -444,6 +452,12 @@ def _is_blank(cells: list[str]) -> bool:
     return all(not cell.strip() for cell in cells)
 
 
+def _may_be_blank(data: bytes) -> bool:
+    """False when the record surely has a non-blank cell (cheap, before parsing)."""
+    rest = data.translate(None, b' \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f,"')
+    return not rest or not rest.isascii()  # non-ASCII may be Unicode whitespace
+
+
 @attrs.frozen(slots=True)
 class _Header:
     line: int
@@ -546,7 +560,7 @@ def _csv_rows(
         else:
             cells, problem = _parse_record(rec)
             if cells is not None:
-                if problem is None and _is_blank(cells):
+                if problem is None and _may_be_blank(rec.data) and _is_blank(cells):
                     continue
                 for number, cell in enumerate(cells, 1):
                     key = header.columns[number - 1] if number <= width else f"column {number}"

@@ -692,3 +692,8 @@ def test_bare_carriage_return_in_an_unquoted_cell_is_explained() -> None:
         ),
         (3, {"email": "b@x.io", "role": "view"}),
     ]
+
+
+def test_rows_of_unicode_whitespace_are_blank_too() -> None:
+    data = "email,role\n\u00a0,\u3000\n\x0c,\n a@x.io ,view\n".encode()
+    assert read(data, "csv") == [(4, {"email": "a@x.io", "role": "view"})]
