@@ -1,0 +1,30 @@
+"""The benchmark harness runs end to end (tiny sizes); its figures are never asserted."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.subprocess
+def test_benchmarks_smoke_mode_runs_every_scenario_and_prints_the_summary() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "== Summary: asyncmembers benchmarks" in proc.stdout, output[-4000:]
+    assert re.search(r"scenario\s+figure\s+value\s+target\s+status", proc.stdout), output[-4000:]
