@@ -175,11 +175,19 @@ def exit_code_for(error: LosantError) -> int:
 
 
 _WS = re.compile(r"\s*[\r\n]+\s*")
+#: Library hints reworded for the command line (the library names its keyword arguments).
+_CLI_WORDING: Final = (
+    ("pass auth_token= or set LOSANT_API_TOKEN", "pass --token or set LOSANT_API_TOKEN"),
+    ("lower the concurrency or set a max rate", "lower --concurrency or set --max-rate"),
+    ("allow_insecure_http=True", "--allow-insecure-http"),
+)
 
 
 def one_line(error: BaseException) -> str:
     """An error as one line (the message, with any line breaks folded)."""
     text = str(error) or type(error).__name__
+    for library, cli in _CLI_WORDING:
+        text = text.replace(library, cli)
     return _WS.sub(" ", text).strip()
 
 
@@ -218,8 +226,7 @@ class GlobalOptions:
                 allow_insecure_http=self.allow_insecure_http,
             )
         except ValidationError as exc:
-            message = exc.message.replace("allow_insecure_http=True", "--allow-insecure-http")
-            fail(f"--url: {message}")
+            fail(f"--url: {one_line(exc)}")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -110,6 +110,12 @@ async def run_import(
             task.uncancel()
         display.stop()
         print_summary(out, Summary.from_tally(tally, dry_run=dry_run, status="interrupted"))
+        how = f"the journal {os.fspath(journal)} lists" if journal is not None else "the server has"
+        out.print(
+            f"Interrupted after {tally.total:,} rows. Run the same command again to finish: "
+            f"rows {how} are skipped.",
+            highlight=False,
+        )
         return ImportRun(EXIT_INTERRUPTED, tally, report_rows=report.count if report else 0)
     except LosantError as exc:
         display.stop()

@@ -157,7 +157,9 @@ def print_members_table(
         }
         for m in items
     ]
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, caption_justify="left")
+    if title:
+        console.print(title, style="bold", highlight=False, markup=False)
+    table = Table(caption=caption, box=box.SIMPLE_HEAD, caption_justify="left", pad_edge=False)
     # Columns no member has a value for (a server that does not know names) are left out.
     columns = [
         c for c in ("Email", "User ID", "Role", "Name", "2FA", "SSO") if any(r[c] for r in rows)
@@ -184,7 +186,7 @@ def failure_label(error: LosantError) -> str:
     """
     name = type(error).__name__
     if isinstance(error, ValidationError):
-        return f"{name} ({error.field})" if error.field else name
+        return f"{name} ({error.field or 'row'})"
     if isinstance(error, BadRequestError) or error.status is not None:
         detail = " ".join(str(p) for p in (error.status, error.type) if p is not None)
         return f"{name} ({detail})" if detail else name
@@ -292,9 +294,10 @@ def print_summary(console: Console, summary: Summary) -> None:
         title += " (dry run: nothing was added)"
     if summary.status != "complete":
         title += f" ({summary.status}: partial)"
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_header=False, title_justify="left")
-    table.add_column("what")
-    table.add_column("rows", justify="right")
+    console.print(title, style="bold", highlight=False, markup=False)
+    table = Table(box=None, show_header=False, padding=(0, 0, 0, 2))
+    table.add_column("what", min_width=28)
+    table.add_column("rows", justify="right", min_width=8)
     table.add_row("Rows read", f"{summary.total:,}")
     table.add_row(
         "Would be created" if summary.dry_run else "Created",
@@ -307,7 +310,7 @@ def print_summary(console: Console, summary: Summary) -> None:
     table.add_row("Failed", f"[{failed_style}]{summary.failed:,}[/]" if failed_style else "0")
     for label, count in summary.failed_by_label.items():
         table.add_row(f"  {label}", f"{count:,}", style="dim")
-    table.add_section()
+    table.add_row("", "")
     if summary.requests is not None:
         table.add_row("Requests", f"{summary.requests:,}")
     if summary.retries is not None:
@@ -330,13 +333,10 @@ def print_failures(console: Console, failures: Sequence[ItemFailure], *, limit: 
     shown = sorted(failures, key=lambda f: f.index)[:limit]
     more = len(failures) - len(shown)
     caption = f"and {more:,} more" if more else None
-    table = Table(
-        title="Failed rows" if not more else f"First {len(shown)} failed rows",
-        caption=caption,
-        box=box.SIMPLE_HEAD,
-        title_justify="left",
-        caption_justify="left",
-    )
+    title = "Failed rows" if not more else f"First {len(shown)} failed rows (sorted by line)"
+    console.print()
+    console.print(title, style="bold", highlight=False, markup=False)
+    table = Table(box=box.SIMPLE_HEAD, caption=caption, caption_justify="left", pad_edge=False)
     table.add_column("Line", justify="right")
     table.add_column("Error", no_wrap=True)
     table.add_column("Message")

@@ -91,7 +91,7 @@ async def _run(
             f"[bold]Embedded Losant-compatible server[/] at {server.url}: "
             f"{faults.latency * 1000:.0f} ms latency, at most {faults.rate_limit:.0f} requests/s "
             f"(then 429 + Retry-After), {faults.error_rate:.0%} server errors, "
-            f"{faults.drop_after_commit_rate:.0%} connections cut after the member was added. "
+            f"{faults.drop_after_commit_rate:.0%} of connections cut after the request was applied. "
             f"{PREEXISTING} users of the list are members already."
         )
         out.print(
@@ -183,9 +183,11 @@ def demo(errors_path: Path | None, no_progress: bool) -> None:
         )
     if unexpected:
         out.print(f"[red]✗[/] {len(unexpected)} rows failed for a reason other than bad input.")
+    # The path on a line of its own, never wrapped, so it can be copied.
+    click.echo(f"Error report: {errors_path}")
     out.print(
-        f"Error report: {errors_path} ({run.report_rows} rows: the sample's invalid rows, "
-        "with line, error_type, status and message; fix them and import the file again)."
+        f"  {run.report_rows} rows: the sample's invalid rows with their original columns, then "
+        "line, error_type, status and message. Fix them and import the file again."
     )
     out.print(
         "\n[bold]The same import against your Losant instance:[/]\n"

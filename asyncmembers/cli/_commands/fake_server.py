@@ -137,11 +137,11 @@ def fake_server(
         # The URL alone on the first line, flushed at once: scripts wait for it.
         sys.stdout.write(url + "\n")
         sys.stdout.flush()
-        token = tokens[0] if tokens else DEFAULT_TOKEN
-        shown = "$LOSANT_API_TOKEN" if tokens else token
+        # Tokens of this server are test credentials the user chose: shown so curl works.
+        shown = tokens[0] if tokens else DEFAULT_TOKEN
         lines = []
         if not tokens:
-            lines.append(f"token: {token}")
+            lines.append(f"token: {shown}")
         lines += [f"instance: {instance}" for instance in server.instances]
         lines += [
             "try:",
