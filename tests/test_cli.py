@@ -465,6 +465,8 @@ async def test_exit_2_for_an_unreadable_file(
         ["--concurrency", "0"],
         ["--max-rate", "0"],
         ["--max-rate", "fast"],
+        ["--errors", "-"],
+        ["--journal", "-"],
     ],
 )
 async def test_exit_2_for_bad_import_options(

@@ -128,6 +128,8 @@ async def run_import(
         source.close()
         if report is not None:
             report.close()
+    if progress == "rich":
+        out.print()  # a blank line between the finished bar and the summary
     print_summary(out, Summary.from_result(result))
     print_failures(out, result.failures)
     return ImportRun(

@@ -90,6 +90,8 @@ def import_members(
       LOSANT_API_TOKEN=... asyncmembers import members.csv \\
           --instance 575ec8687ae143cd83dc4a97 --errors errors.csv --journal import.journal
     """
+    if errors_path == "-" or journal == "-":
+        raise click.UsageError("--errors and --journal need a file path, not -")
     client = options.client()
     try:
         source = open_source(file, format=fmt)
