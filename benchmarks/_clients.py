@@ -142,6 +142,7 @@ async def _bulk_async(p: dict[str, Any]) -> dict[str, Any]:
 
 async def _raw_async(p: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
+    import attrs
 
     c = p["concurrency"]
     headers = {
@@ -150,9 +151,11 @@ async def _raw_async(p: dict[str, Any]) -> dict[str, Any]:
         "Content-Type": "application/json",
         "Accept-Version": ACCEPT_VERSION,
     }
+    client_headers = {**headers, "User-Agent": "asyncmembers/0.1 (+aiohttp)"}
     # The fixed set of workers bounds concurrency; the pool needs no limit of its own.
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    session_headers = None if p.get("like_client") else headers
+    async with aiohttp.ClientSession(connector=connector, headers=session_headers) as session:
 
         times: list[float] = []
         record = bool(p.get("steady"))
@@ -168,6 +171,27 @@ async def _raw_async(p: dict[str, Any]) -> dict[str, Any]:
                         statuses[resp.status] += 1
                     if record:
                         times.append(time.monotonic())
+
+            async def worker_like_client() -> None:
+                # aiohttp called the way asyncmembers' session wrapper calls it: headers and
+                # a per-attempt timeout (the time left) on every request, headers read.
+                loop = asyncio.get_running_loop()
+                base_timeout = aiohttp.ClientTimeout(total=30.0)
+                deadline = loop.time() + 120.0
+                for row in rows:
+                    timeout = attrs.evolve(base_timeout, total=deadline - loop.time())
+                    async with session.request(
+                        "POST", url, params=None, data=_dumps(row).encode(),
+                        headers=client_headers, timeout=timeout,
+                    ) as resp:
+                        status = resp.status
+                        raw = await resp.read()
+                        _ = resp.headers
+                    json.loads(raw)
+                    statuses[status] += 1
+
+            if p.get("like_client"):
+                worker = worker_like_client
 
             await asyncio.gather(*(worker() for _ in range(c)))
             return statuses
@@ -190,6 +214,40 @@ async def _raw_async(p: dict[str, Any]) -> dict[str, Any]:
         n429=statuses[429],
         profile=prof.summary(),
     )
+
+
+# -- a bare worker pool calling client.instance_members.post (the client, no importer) ----
+
+
+async def _client_pool_async(p: dict[str, Any]) -> dict[str, Any]:
+    from asyncmembers import Client, LosantError
+
+    c = p["concurrency"]
+    async with Client(auth_token=TOKEN, url=p["url"]) as client:
+
+        async def drive(instance: str, rows: Iterator[dict[str, str]]) -> tuple[int, int]:
+            ok = failed = 0
+
+            async def worker() -> None:
+                nonlocal ok, failed
+                for row in rows:
+                    try:
+                        await client.instance_members.post(instanceId=instance, member=row)
+                        ok += 1
+                    except LosantError:
+                        failed += 1
+
+            await asyncio.gather(*(worker() for _ in range(c)))
+            return ok, failed
+
+        if p.get("warm_rows"):
+            await drive(p["warm_instance"], member_rows("warm-" + p["tag"], limit=p["warm_rows"]))
+        with _Window() as w:
+            ok, failed = await drive(
+                p["instance"],
+                member_rows(p["tag"], limit=p["max_rows"], deadline=w.t0 + p["seconds"]),
+            )
+    return w.result(rows=ok + failed, ok=ok, failed=failed, requests=ok + failed)
 
 
 # -- a naive fixed-concurrency client that retries 429s with tenacity, each worker alone ----
@@ -475,6 +533,8 @@ def _run(coro_fn: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> Call
 RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "bulk": _run(_bulk_async),
     "raw": _run(_raw_async),
+    "raw_like_client": lambda p: asyncio.run(_raw_async({**p, "like_client": True})),
+    "client_pool": _run(_client_pool_async),
     "naive": _run(_naive_async),
     "official": _official,
     "memory": _run(_memory_async),

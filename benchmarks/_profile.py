@@ -16,7 +16,7 @@ import os
 from collections import Counter
 from typing import Any
 
-__all__ = ["Profiled", "format_summary"]
+__all__ = ["Profiled", "format_summary", "package_us_per_row", "summarise"]
 
 _PACKAGES = (
     "asyncmembers",
@@ -68,6 +68,10 @@ class Profiled:
         if self._path:
             from pyinstrument import Profiler
 
+            # Wall-clock sampling (pyinstrument's default, lowest overhead). On a busy machine
+            # a sample also lands where the process was preempted, often in socket.send
+            # (which wakes the server on loopback); the instant-transport profile, with no
+            # system calls, is the one that shows asyncmembers' own CPU cleanly.
             self._profiler = Profiler(interval=0.0005, async_mode="disabled")
             self._profiler.start()
         return self
@@ -86,10 +90,13 @@ class Profiled:
         return self._summary
 
 
+_IDLE = ("epoll.poll", "select.select", "poll.poll", "kqueue.control")
+
+
 def summarise(root: Any, top: int = 12) -> dict[str, Any]:
+    """Seconds per function and package; ``busy_s`` excludes waiting in the selector."""
     if root is None:
-        return {"total_s": 0.0}
-    total = root.time or 1e-12
+        return {"total_s": 0.0, "busy_s": 0.0}
     self_by_fn: Counter[str] = Counter()
     incl_by_fn: Counter[str] = Counter()
     self_by_pkg: Counter[str] = Counter()
@@ -101,7 +108,7 @@ def summarise(root: Any, top: int = 12) -> dict[str, Any]:
         key = f"{short}:{frame.function}"
         self_time = frame.total_self_time
         self_by_fn[key] += self_time
-        self_by_pkg[_package(short)] += self_time
+        self_by_pkg["idle" if frame.function in _IDLE else _package(short)] += self_time
         if key not in on_path:  # count recursion once
             incl_by_fn[key] += frame.time
         path = on_path | {key}
@@ -109,33 +116,50 @@ def summarise(root: Any, top: int = 12) -> dict[str, Any]:
             visit(child, path)
 
     visit(root, frozenset())
-
-    def pct(counter: Counter[str], pred: Any = None) -> list[tuple[str, float]]:
-        items = [(k, 100.0 * v / total) for k, v in counter.most_common() if pred is None or pred(k)]
-        return items[:top]
+    idle = self_by_pkg.pop("idle", 0.0)
 
     def own(key: str) -> bool:
         return key.startswith("asyncmembers/")
 
+    def pick(counter: Counter[str], pred: Any = None) -> list[tuple[str, float]]:
+        return [(k, v) for k, v in counter.most_common() if pred is None or pred(k)][:top]
+
     return {
-        "total_s": total,
-        "by_package": pct(self_by_pkg),
-        "own_self": pct(self_by_fn, own),
-        "own_inclusive": pct(incl_by_fn, own),
-        "top_self": pct(self_by_fn),
+        "total_s": root.time,
+        "busy_s": root.time - idle,
+        "by_package": pick(self_by_pkg),
+        "own_self": pick(self_by_fn, own),
+        "own_inclusive": pick(incl_by_fn, own),
+        "top_self": pick(self_by_fn, lambda k: not k.endswith(_IDLE)),
     }
 
 
+def package_us_per_row(s: dict[str, Any] | None, cpu_us_per_row: float) -> dict[str, float]:
+    """The client's measured CPU per row, split by package in proportion to busy samples."""
+    if not s or not s.get("busy_s"):
+        return {}
+    return {k: cpu_us_per_row * v / s["busy_s"] for k, v in s["by_package"]}
+
+
 def format_summary(title: str, s: dict[str, Any] | None) -> list[str]:
-    """Plain-text lines for a summary (for the terminal and RESULTS.md)."""
-    if not s or not s.get("by_package"):
+    """Plain-text lines for a summary (for the terminal and RESULTS.md).
+
+    Percentages are of busy samples (not waiting in the selector for I/O).
+    """
+    if not s or not s.get("busy_s"):
         return [f"{title}: no profile"]
-    lines = [f"{title} ({s['total_s']:.2f} s sampled)"]
-    lines.append("  self time by package: " + ", ".join(f"{k} {v:.1f}%" for k, v in s["by_package"]))
-    lines.append("  asyncmembers functions, inclusive time:")
-    lines += [f"    {v:5.1f}%  {k}" for k, v in s["own_inclusive"]]
-    lines.append("  asyncmembers functions, self time:")
-    lines += [f"    {v:5.1f}%  {k}" for k, v in s["own_self"]]
-    lines.append("  top functions overall, self time:")
-    lines += [f"    {v:5.1f}%  {k}" for k, v in s["top_self"]]
+    busy = s["busy_s"]
+
+    def pct(v: float) -> str:
+        return f"{100 * v / busy:5.1f}%"
+
+    lines = [f"{title}: {busy:.2f} s busy of {s['total_s']:.2f} s sampled"]
+    lines.append("  self time by package: " + ", ".join(
+        f"{k} {100 * v / busy:.1f}%" for k, v in s["by_package"]))
+    lines.append("  asyncmembers functions, inclusive (file:function, % of busy):")
+    lines += [f"    {pct(v)}  {k}" for k, v in s["own_inclusive"]]
+    lines.append("  asyncmembers functions, self:")
+    lines += [f"    {pct(v)}  {k}" for k, v in s["own_self"]]
+    lines.append("  top functions overall, self:")
+    lines += [f"    {pct(v)}  {k}" for k, v in s["top_self"]]
     return lines

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._procs import run_client
-from ._profile import format_summary
+from ._profile import format_summary, package_us_per_row
 from ._report import Figure, Section
 from ._serverproc import ServerProcess
 
@@ -31,7 +31,7 @@ _MACHINE_SATURATED = 0.90  # all cores together (anyone's processes) busier than
 class Config:
     mode: str
     # 1. client overhead (no latency)
-    overhead_pairs: int
+    overhead_rounds: int
     overhead_seconds: float
     overhead_concurrency: int
     # 2. against the official client (20 ms) and the throughput plot
@@ -66,7 +66,7 @@ class Config:
 CONFIGS: dict[str, Config] = {
     "smoke": Config(
         mode="smoke",
-        overhead_pairs=1, overhead_seconds=0.4, overhead_concurrency=8,
+        overhead_rounds=1, overhead_seconds=0.4, overhead_concurrency=8,
         official_latency=0.02, official_threads=(1, 8), official_concurrencies=(8, 64),
         official_seconds=0.4, official_reps=1,
         eff_latencies=(0.02,), eff_concurrencies=(8,), eff_seconds=0.4, eff_reps=1,
@@ -77,7 +77,7 @@ CONFIGS: dict[str, Config] = {
     ),
     "quick": Config(
         mode="quick",
-        overhead_pairs=3, overhead_seconds=1.5, overhead_concurrency=32,
+        overhead_rounds=3, overhead_seconds=1.5, overhead_concurrency=32,
         official_latency=0.02, official_threads=(1, 16, 64), official_concurrencies=(64, 256),
         official_seconds=1.5, official_reps=1,
         eff_latencies=(0.02, 0.05, 0.1), eff_concurrencies=(8, 32, 64), eff_seconds=1.5,
@@ -89,7 +89,7 @@ CONFIGS: dict[str, Config] = {
     ),
     "full": Config(
         mode="full",
-        overhead_pairs=7, overhead_seconds=3.0, overhead_concurrency=32,
+        overhead_rounds=5, overhead_seconds=3.0, overhead_concurrency=32,
         official_latency=0.02, official_threads=(1, 16, 64),
         official_concurrencies=(1, 4, 16, 64, 128, 256), official_seconds=2.5, official_reps=3,
         eff_latencies=(0.02, 0.05, 0.1), eff_concurrencies=(8, 32, 64, 128, 256),
@@ -179,49 +179,71 @@ def _saturation(res: dict[str, Any]) -> str:
 # -- 1. client overhead ------------------------------------------------------------------
 
 
+_OVERHEAD_VARIANTS = ("raw", "raw_like_client", "client_pool", "bulk")
+
+
 def overhead(cfg: Config) -> Section:
+    c = cfg.overhead_concurrency
     s = Section(
         "overhead",
-        f"1. Client overhead: bulk_import vs raw aiohttp, concurrency {cfg.overhead_concurrency}, "
-        "no server latency",
-        ["pair", "client", "rows", "rows/s", "client CPU µs/row", "client CPU util",
-         "server CPU util", "machine busy"],
+        f"1. Client overhead: bulk_import vs raw aiohttp, concurrency {c}, no server latency",
+        ["client", "rows/s", "client CPU µs/row", "CPU / raw aiohttp", "client / server / "
+         "machine busy", "runs"],
     )
-    c = cfg.overhead_concurrency
-    ratios: list[float] = []
-    rps_ratios: list[float] = []
-    per: dict[str, list[dict[str, Any]]] = {"raw": [], "bulk": []}
+    per: dict[str, list[dict[str, Any]]] = {k: [] for k in _OVERHEAD_VARIANTS}
     with ServerProcess() as srv:
-        for rep in range(cfg.overhead_pairs):
-            order = ("raw", "bulk") if rep % 2 == 0 else ("bulk", "raw")
-            pair = {}
+        for rnd in range(cfg.overhead_rounds):
+            k = rnd % len(_OVERHEAD_VARIANTS)
+            order = _OVERHEAD_VARIANTS[k:] + _OVERHEAD_VARIANTS[:k]
+            if rnd % 2:
+                order = order[::-1]
             for kind in order:
                 res = loopback_run(srv, kind, concurrency=c, seconds=cfg.overhead_seconds)
-                _check(res, kind, s.notes)
-                pair[kind] = res
+                _check(res, _label(kind), s.notes)
                 per[kind].append(res)
-                s.rows.append([
-                    str(rep + 1), _label(kind), str(res["rows"]), f"{res['rps']:.0f}",
-                    f"{res['cpu_us']:.0f}", _pct(res["client_util"]), _pct(res["server_util"]),
-                    _pct(res["machine_util"]),
-                ])
-            ratios.append(pair["bulk"]["cpu_us"] / pair["raw"]["cpu_us"])
-            rps_ratios.append(pair["bulk"]["rps"] / pair["raw"]["rps"])
-    ratio = _median(ratios)
+
+    def per_round(kind: str, fn: Callable[[dict[str, Any], dict[str, Any]], float]) -> float:
+        return _median([fn(a, b) for a, b in zip(per[kind], per["raw"], strict=True)])
+
+    for kind in _OVERHEAD_VARIANTS:
+        runs = per[kind]
+        s.rows.append([
+            _label(kind),
+            f"{_median([r['rps'] for r in runs]):.0f}",
+            f"{_median([r['cpu_us'] for r in runs]):.0f}",
+            f"{per_round(kind, lambda a, b: a['cpu_us'] / b['cpu_us']):.2f}×",
+            " / ".join(_pct(_median([r[u] for r in runs]))
+                       for u in ("client_util", "server_util", "machine_util")),
+            str(len(runs)),
+        ])
+    ratio = per_round("bulk", lambda a, b: a["cpu_us"] / b["cpu_us"])
     s.figures.append(Figure(
         "client CPU per row, bulk_import / raw aiohttp", f"{ratio:.2f}×", "≤ 1.15×", ratio <= 1.15
     ))
-    s.figures.append(Figure("rows/s, bulk_import / raw aiohttp", f"{_median(rps_ratios):.2f}×"))
+    s.figures.append(Figure("rows/s, bulk_import / raw aiohttp",
+                            f"{per_round('bulk', lambda a, b: a['rps'] / b['rps']):.2f}×"))
+
+    def step(hi: str, lo: str) -> float:
+        return _median([a["cpu_us"] - b["cpu_us"] for a, b in zip(per[hi], per[lo], strict=True)])
+
+    raw_us = _median([r["cpu_us"] for r in per["raw"]])
+    steps = [
+        ("aiohttp called as asyncmembers calls it (per-request headers and timeout)",
+         step("raw_like_client", "raw")),
+        ("asyncmembers client layers (resources, session wrapper, retries, models)",
+         step("client_pool", "raw_like_client")),
+        ("the importer (feeder, queue, pacer, outcomes)", step("bulk", "client_pool")),
+    ]
     s.notes.append(
-        f"medians: raw aiohttp {_median([r['cpu_us'] for r in per['raw']]):.0f} µs CPU/row, "
-        f"{_median([r['rps'] for r in per['raw']]):.0f} rows/s; bulk_import "
-        f"{_median([r['cpu_us'] for r in per['bulk']]):.0f} µs CPU/row, "
-        f"{_median([r['rps'] for r in per['bulk']]):.0f} rows/s; the ratio is the median of "
-        f"{len(ratios)} per-pair ratios (pair ratios: {', '.join(f'{r:.2f}' for r in ratios)})"
+        "where bulk_import's extra CPU per row goes (medians of per-round differences, "
+        f"µs/row and % of raw aiohttp's {raw_us:.0f}): "
+        + "; ".join(f"{name} {d:+.1f} µs ({100 * d / raw_us:+.1f}%)" for name, d in steps)
     )
     s.notes.append(
-        "with no latency, rows/s is bound by CPU (the server's, or the shared machine's: see "
-        "the busy columns), so client CPU per row is the figure that tells the clients apart"
+        f"{cfg.overhead_rounds} rounds, each running the four clients in rotated order, "
+        f"{cfg.overhead_seconds:g} s each, fresh instances; ratios are medians of per-round ratios. "
+        "With no latency rows/s is bound by CPU (the server's, or the shared machine's), so "
+        "client CPU per row is the figure that tells the clients apart"
     )
     s.data = {"ratio": ratio, "per": per}
     return s
@@ -229,7 +251,8 @@ def overhead(cfg: Config) -> Section:
 
 def _label(kind: str) -> str:
     return {"raw": "raw aiohttp", "bulk": "asyncmembers", "official": "losant-rest",
-            "naive": "naive+tenacity"}[kind]
+            "naive": "naive+tenacity", "raw_like_client": "raw aiohttp, client's call shape",
+            "client_pool": "pool of client.post"}[kind]
 
 
 # -- 2. against the official client, and the plot ------------------------------------------
@@ -556,27 +579,52 @@ def scheduling(cfg: Config) -> Section:
 
 
 def profiles(cfg: Config) -> tuple[Section, list[str]]:
-    s = Section("profile", "Profiles of the hot path (pyinstrument, client process)")
+    s = Section(
+        "profile",
+        "Profiles of the hot path (pyinstrument in the client process): client CPU per row by "
+        f"package, loopback, c={cfg.overhead_concurrency}, no latency",
+        ["package", "asyncmembers µs/row", "raw aiohttp µs/row", "difference"],
+    )
     out_dir = cfg.out_dir or "benchmarks/out"
     prof_dir = os.path.join(out_dir if out_dir != "benchmarks" else "benchmarks/out", "profiles")
     lines: list[str] = []
     c = cfg.overhead_concurrency
+    split: dict[str, dict[str, float]] = {}
     with ServerProcess() as srv:
         for kind in ("bulk", "raw"):
             res = loopback_run(srv, kind, concurrency=c, seconds=max(cfg.overhead_seconds, 2.0),
                                profile=os.path.join(prof_dir, f"loopback-{kind}.html"))
+            split[kind] = package_us_per_row(res["profile"], res["cpu_us"])
             lines += format_summary(
-                f"{_label(kind)} over loopback, c={c}, no latency, {res['rows']} rows", res["profile"]
+                f"{_label(kind)} over loopback, c={c}, no latency, {res['rows']} rows, "
+                f"{res['cpu_us']:.0f} µs CPU/row while profiled", res["profile"]
             )
             lines.append("")
+    packages = sorted(set(split["bulk"]) | set(split["raw"]),
+                      key=lambda k: -(split["bulk"].get(k, 0.0) - split["raw"].get(k, 0.0)))
+    for pkg in packages:
+        b_us, r_us = split["bulk"].get(pkg, 0.0), split["raw"].get(pkg, 0.0)
+        s.rows.append([pkg, f"{b_us:.1f}", f"{r_us:.1f}", f"{b_us - r_us:+.1f}"])
+    s.rows.append(["total", f"{sum(split['bulk'].values()):.1f}",
+                   f"{sum(split['raw'].values()):.1f}",
+                   f"{sum(split['bulk'].values()) - sum(split['raw'].values()):+.1f}"])
     res = run_client(
         "profile_instant",
         {"rows": min(cfg.sched_rows, 50_000), "concurrency": cfg.sched_concurrency,
          "profile": os.path.join(prof_dir, "instant-bulk.html")},
         timeout=600.0,
     )
-    lines += format_summary(f"bulk_import on the instant transport, {res['rows']} rows",
-                            res["profile"])
+    cpu_us = 1e6 * res["cpu"] / res["rows"]
+    lines += format_summary(
+        f"bulk_import on the instant transport, {res['rows']} rows, {cpu_us:.1f} µs CPU/row "
+        "while profiled", res["profile"]
+    )
+    s.notes.append(
+        "each package's share of the busy samples times the run's measured CPU per row "
+        "(profiler overhead included, so compare the columns rather than the absolute values); "
+        "'benchmarks' is the harness's own loop and input generator; 'builtins' are C calls "
+        "(socket, json, ...) made from any package"
+    )
     s.notes.append(f"HTML reports in {prof_dir}/ (not committed)")
     return s, lines
 
