@@ -149,11 +149,15 @@ class InstanceMembersResource:
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
             return None
+        # ObjectIds, like emails, compare case-insensitively: the API answers with the
+        # id in its own (lower) case, whatever case the caller wrote it in.
         email = post.email.lower() if post.email is not None else None
+        user_id = post.user_id.lower() if post.user_id is not None else None
         for item in items:
             if not isinstance(item, dict):
                 continue
-            if post.user_id is not None and item.get("userId") == post.user_id:
+            item_id = item.get("userId")
+            if user_id is not None and isinstance(item_id, str) and item_id.lower() == user_id:
                 return item
             item_email = item.get("email")
             if email is not None and isinstance(item_email, str) and item_email.lower() == email:
