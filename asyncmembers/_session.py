@@ -25,9 +25,12 @@ from yarl import URL
 from .errors import (
     BadRequestError,
     ClientClosedError,
+    ForbiddenError,
     LosantError,
+    NotFoundError,
     RateLimitError,
     TransportError,
+    UnauthorizedError,
     ValidationError,
     error_for_status,
 )
@@ -252,9 +255,21 @@ class Session:
             return await attempt()
         except LosantError as exc:
             first_failure = exc
-        return await self._retry(
-            attempt, first_failure, method, path, idempotent, confirm is not None, gate, deadline
-        )
+        try:
+            return await self._retry(
+                attempt, first_failure, method, path, idempotent, confirm is not None, gate, deadline
+            )
+        except LosantError as exc:
+            if not state.ambiguous or confirm is None or isinstance(exc, _DEFINITIVE):
+                raise
+            # Giving up after an attempt that may have been applied (the last one, or one
+            # before it): look once more, or a member that exists is reported as failed.
+            found = await _confirm_quietly(confirm, deadline)
+            if found is not None:
+                return found
+            if not _is_ambiguous(exc):
+                exc.message = f"{exc.message}; an earlier attempt may have been applied"
+            raise
 
     async def _retry(
         self,
@@ -329,7 +344,8 @@ class Session:
             return await retrying(retry_attempt)
         except LosantError as exc:
             tries = retrying.statistics.get("attempt_number", 1)
-            if tries > 1:
+            if tries > 1 and not exc.message.endswith(" attempts)"):
+                # (An error of the confirming lookup has already said how often it tried.)
                 exc.message = f"{exc.message} (gave up after {tries} attempts)"
             raise
 
@@ -426,6 +442,23 @@ def _parse_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
+
+
+#: Errors after which looking the member up cannot help (the lookup would fail the same way).
+_DEFINITIVE: tuple[type[LosantError], ...] = (
+    ClientClosedError,
+    UnauthorizedError,
+    ForbiddenError,
+    NotFoundError,
+)
+
+
+async def _confirm_quietly(confirm: Confirm, deadline: float) -> Any:
+    """The confirming lookup's answer, or None when the lookup itself fails."""
+    try:
+        return await confirm(deadline)
+    except LosantError:
+        return None
 
 
 def _is_ambiguous(exc: LosantError) -> bool:
