@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import os
 import threading
@@ -90,6 +91,15 @@ def _steady_rps(times: list[float], t0: float, p: dict[str, Any]) -> float | Non
     return sum(1 for t in times if a <= t < b) / (b - a)
 
 
+def _stalls(times: list[float], p: dict[str, Any], threshold: float = 0.3) -> dict[str, float] | None:
+    """Gaps of at least ``threshold`` s between completions (pauses), if asked for."""
+    if not p.get("timeline") or len(times) < 2:
+        return None
+    times = sorted(times)
+    gaps = [b - a for a, b in itertools.pairwise(times) if b - a >= threshold]
+    return {"count": len(gaps), "seconds": sum(gaps)}
+
+
 def _first_error(failures: list[Any]) -> str | None:
     if not failures:
         return None
@@ -114,7 +124,8 @@ async def _bulk_async(p: dict[str, Any]) -> dict[str, Any]:
                 concurrency=c,
             )
         times: list[float] = []
-        on_outcome = (lambda _o: times.append(time.monotonic())) if p.get("steady") else None
+        record = p.get("steady") or p.get("timeline")
+        on_outcome = (lambda _o: times.append(time.monotonic())) if record else None
         prof = Profiled(p.get("profile"))
         with _Window() as w, prof:
             result = await bulk_import(
@@ -126,6 +137,7 @@ async def _bulk_async(p: dict[str, Any]) -> dict[str, Any]:
             )
     return w.result(
         steady_rps=_steady_rps(times, w.t0, p),
+        stalls=_stalls(times, p),
         rows=result.total,
         ok=result.created,
         skipped=result.skipped,
@@ -277,6 +289,7 @@ async def _naive_async(p: dict[str, Any]) -> dict[str, Any]:
         "Accept-Version": ACCEPT_VERSION,
     }
     statuses: Counter[int] = Counter()
+    times: list[float] = []
     gave_up = 0
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), headers=headers
@@ -298,6 +311,7 @@ async def _naive_async(p: dict[str, Any]) -> dict[str, Any]:
                             value = resp.headers.get("Retry-After")
                             raise _RateLimited(float(value) if value else None)
                         json.loads(body)
+                        times.append(time.monotonic())
 
         with _Window() as w:
             rows = member_rows(p["tag"], limit=p["max_rows"], deadline=w.t0 + p["seconds"])
@@ -313,6 +327,7 @@ async def _naive_async(p: dict[str, Any]) -> dict[str, Any]:
             await asyncio.gather(*(worker() for _ in range(c)))
     requests = sum(statuses.values())
     return w.result(
+        stalls=_stalls(times, p),
         rows=requests - statuses[429] + gave_up,
         ok=statuses[200],
         failed=requests - statuses[429] - statuses[200] + gave_up,

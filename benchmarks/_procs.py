@@ -84,9 +84,13 @@ def _client_entry(conn: Connection, kind: str, params: dict[str, Any], hard_time
 
         result = _clients.RUNNERS[kind](params)
         result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        conn.send(("ok", result))
+        reply = ("ok", result)
     except BaseException:
-        conn.send(("error", traceback.format_exc()))
+        reply = ("error", traceback.format_exc())
+    try:
+        conn.send(reply)
+    except OSError:
+        pass  # the parent stopped listening (interrupted): nobody to tell
     finally:
         conn.close()
 
@@ -96,6 +100,7 @@ def run_client(kind: str, params: dict[str, Any], *, timeout: float) -> dict[str
     ours, theirs = _CTX.Pipe(duplex=False)
     proc = start_child(_client_entry, (theirs, kind, params, timeout + 15.0), f"bench-{kind}")
     theirs.close()
+    answered = False
     try:
         if not ours.poll(timeout):
             raise BenchError(f"client {kind!r} gave no result within {timeout:.0f} s")
@@ -104,9 +109,10 @@ def run_client(kind: str, params: dict[str, Any], *, timeout: float) -> dict[str
         except EOFError:
             proc.join(2.0)
             raise BenchError(f"client {kind!r} died (exit code {proc.exitcode})") from None
+        answered = True
     finally:
         ours.close()
-        stop(proc)
+        stop(proc, grace=5.0 if answered else 0.0)
     if status != "ok":
         raise BenchError(f"client {kind!r} failed:\n{payload}")
     return dict(payload)
