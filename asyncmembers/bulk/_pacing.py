@@ -37,8 +37,10 @@ WINDOW = 1.0
 
 def _limiter(rate: float) -> AsyncLimiter:
     # A short period keeps bursts small (rate/20 at once) while averaging to `rate`.
-    period = max(0.05, 1.0 / rate)
-    return AsyncLimiter(rate * period, period)
+    # The capacity must hold one whole request: rate * (1 / rate) can round to
+    # 0.9999999999999999 (rate 1.9, 3.7, ...), and aiolimiter then refuses every acquire.
+    capacity = max(1.0, rate * max(0.05, 1.0 / rate))
+    return AsyncLimiter(capacity, capacity / rate)
 
 
 class Pacer:
