@@ -96,7 +96,14 @@ class _StopAtDeadline(stop_base):
         self._deadline = deadline
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return self._loop.time() + retry_state.upcoming_sleep >= self._deadline
+        upcoming = retry_state.upcoming_sleep
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            # With a gate the Retry-After is waited out by the gate, not by this wait:
+            # a pause that ends past the deadline is not started either way.
+            upcoming = max(upcoming, exc.retry_after)
+        return self._loop.time() + upcoming >= self._deadline
 
 
 class Session:
@@ -362,7 +369,8 @@ class Session:
         deadline: float,
     ) -> Any:
         """One attempt. Every aiohttp/asyncio failure is translated here, and only here."""
-        remaining = deadline - asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
         if remaining <= 0:
             raise TransportError(
                 f"no time left for another attempt (RetryPolicy.timeout={self.retry.timeout:g}s)",
@@ -370,13 +378,26 @@ class Session:
                 method=method,
                 path=path,
             )
+        if gate is not None:
+            # The gate may hold the attempt (a shared 429 pause, a request rate): that
+            # wait counts against the call's total time like any other.
+            try:
+                async with asyncio.timeout(remaining):
+                    await gate.acquire()
+            except TimeoutError:
+                raise TransportError(
+                    f"not sent: RetryPolicy.timeout={self.retry.timeout:g}s ran out while "
+                    "waiting for a rate-limit pause to end",
+                    sent=False,
+                    method=method,
+                    path=path,
+                ) from None
+            remaining = max(deadline - loop.time(), 0.001)
         timeout = self._timeout
         if timeout.total is None or timeout.total > remaining:
             timeout = attrs.evolve(timeout, total=remaining)
         status: int | None = None
         retry_after: float | None = None
-        if gate is not None:
-            await gate.acquire()
         try:
             try:
                 async with session.request(
