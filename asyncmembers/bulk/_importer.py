@@ -189,7 +189,9 @@ class _Run:
             assert error is not None
             r.failures.append(ItemFailure(index, member, error))
         if self.journal is not None and not r.dry_run:
-            self.journal.record(index, keys, kind)
+            # A duplicate of an earlier row proves nothing: that row may still be in
+            # flight, and if the run is killed now a re-run must not skip it as done.
+            self.journal.record(index, keys, "duplicate" if category == DUPLICATE else kind)
         if self.on_outcome is not None:
             self.on_outcome(Outcome(index, member, kind, reason, error))  # type: ignore[arg-type]
 

@@ -6,7 +6,9 @@ Lines are flushed as outcomes arrive; a torn last line (a kill in the middle of 
 is ignored when the journal is read back.
 
 Format: a header line ``{"asyncmembers_journal": 1, "instanceId": ...}``, then one line per
-row ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. Rows are known by
+row ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. Only ``created`` and
+``skipped`` mark a key done; ``failed`` and ``duplicate`` (a repeat of an earlier row, whose
+own outcome decides) do not. Rows are known by
 their member identity (``e:`` + lower-cased email, ``u:`` + userId), not by position, so a
 corrected or re-ordered input still resumes correctly.
 """
