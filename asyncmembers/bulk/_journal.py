@@ -45,14 +45,15 @@ class Journal:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise ValidationError(f"cannot write journal {self.path}: {exc.strerror}", field="journal") from exc
-        if needs_header:
-            self._write({"asyncmembers_journal": _VERSION, "instanceId": instance_id})
-        elif self._file.tell() > 0:
-            # A torn last line has no newline; start ours on a fresh line.
+        if self._file.tell() > 0:
+            # A torn last line has no newline; start ours on a fresh line (the header too:
+            # glued to a torn one it would be lost, and with it the instance check).
             with open(self.path, "rb") as raw:
                 raw.seek(-1, os.SEEK_END)
                 if raw.read(1) != b"\n":
                     self._file.write("\n")
+        if needs_header:
+            self._write({"asyncmembers_journal": _VERSION, "instanceId": instance_id})
 
     def _load(self, lines: IO[str], instance_id: str) -> bool:
         """Collect done keys; return True when the file has no header yet."""
