@@ -149,6 +149,7 @@ class _Run:
         self.existing: set[str] = set()
         self.seen: dict[str, int] = {}
         self.pacer: Pacer | None = None
+        self.input_error: Exception | None = None
         self.posted_rows = 0
         self.started = time.perf_counter()
 
@@ -211,8 +212,10 @@ class _Run:
             raise group.exceptions[0] from None
         except* LosantError as group:
             raise group.exceptions[0] from None
-        except* Exception as group:  # e.g. the caller's iterator failed: not wrapped in a group
+        except* Exception as group:  # not wrapped in a group
             raise group.exceptions[0] from None
+        if self.input_error is not None:
+            raise self.input_error
 
     async def _load_existing(self) -> None:
         try:
@@ -233,6 +236,21 @@ class _Run:
         members: Iterable[MemberLike] | AsyncIterable[MemberLike],
         queue: asyncio.Queue[_Job | None],
         workers: int,
+    ) -> None:
+        try:
+            await self._read(members, queue)
+        except Exception as exc:
+            # The input failed part-way (e.g. a SourceError at line N): the rows read
+            # before it are still finished by the workers, so each one is accounted for
+            # (and none is left applied but unreported); then the error is raised.
+            self.input_error = exc
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def _read(
+        self,
+        members: Iterable[MemberLike] | AsyncIterable[MemberLike],
+        queue: asyncio.Queue[_Job | None],
     ) -> None:
         index = 0
         if isinstance(members, AsyncIterable):
@@ -255,8 +273,6 @@ class _Run:
                     await queue.put(job)
                 elif index % 256 == 0:
                     await asyncio.sleep(0)  # a long run of skipped rows must not starve workers
-        for _ in range(workers):
-            await queue.put(None)
 
     def _classify(self, index: int, item: Any) -> _Job | None:
         """Validate and classify one row; return it as a job if it needs a request."""
