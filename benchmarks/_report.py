@@ -106,6 +106,23 @@ def render_summary(sections: list[Section]) -> str:
     return "\n".join(out)
 
 
+def _git_state() -> str:
+    """The commit of the package under test, and whether its files differ from it."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "asyncmembers"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    if not head:
+        return "unknown (not a git checkout)"
+    return f"commit {head}" + (" plus uncommitted changes in asyncmembers/" if dirty else "")
+
+
 def machine_info() -> dict[str, str]:
     import aiohttp
 
@@ -118,6 +135,7 @@ def machine_info() -> dict[str, str]:
     except Exception:
         losant = "not installed"
     return {
+        "asyncmembers measured": _git_state(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpus": str(os.cpu_count()),

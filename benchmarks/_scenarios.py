@@ -489,6 +489,7 @@ def memory(cfg: Config) -> Section:
     )
     worst: float | None = None
     biggest = ""
+    tail: tuple[str, float] | None = None
     for transport, sizes in (("instant", cfg.mem_instant), ("loopback", cfg.mem_loopback)):
         if not sizes:
             continue
@@ -496,6 +497,7 @@ def memory(cfg: Config) -> Section:
         try:
             srv = srv_cm.__enter__() if srv_cm else None
             first: float | None = None
+            prev = 0.0
             for n in sizes:
                 params = {
                     "transport": transport,
@@ -514,6 +516,9 @@ def memory(cfg: Config) -> Section:
                 ratio = peak / first
                 if n == sizes[-1] and len(sizes) > 1 and (worst is None or ratio > worst):
                     worst, biggest = ratio, f"{transport}, {n:,} rows / {sizes[0]:,}"
+                    if len(sizes) > 2:
+                        tail = (f"peak RSS, {transport}, {n:,} rows / {sizes[-2]:,}", peak / prev)
+                prev = peak
                 s.rows.append([
                     transport, f"{n:,}", f"{peak:.1f}", f"{res['base_mb']:.1f}",
                     f"{peak - res['base_mb']:.1f}", f"{ratio:.2f}×",
@@ -525,6 +530,8 @@ def memory(cfg: Config) -> Section:
     if worst is not None:
         s.figures.append(Figure(f"peak RSS, {biggest}",
                                 f"{worst:.2f}×", "flat (≤ 1.10×)", worst <= 1.10))
+    if tail is not None:
+        s.figures.append(Figure(tail[0], f"{tail[1]:.2f}×"))
     s.notes.append(
         "each size runs in a fresh process (ru_maxrss); 'before import' is the peak after imports "
         "and a 500-row warm-up; 'instant' is an in-process transport answering at once "
