@@ -58,7 +58,21 @@ def check_email(value: object, field: str = "email") -> str:
         raise ValidationError(
             f"{field} is not a valid email address: {_show(value)}", field=field
         )
+    if not value.isascii() and not _is_utf8(value):
+        # A lone surrogate (e.g. from a "\ud800" escape in JSON) passes the pattern but
+        # cannot be sent as UTF-8 or stored by the API.
+        raise ValidationError(
+            f"{field} holds a character that is not valid UTF-8: {_show(value)}", field=field
+        )
     return value
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
