@@ -75,6 +75,33 @@ def _is_utf8(value: str) -> bool:
     return True
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_header_safe(value: str) -> bool:
+    """True when ``value`` has no control characters and is valid UTF-8."""
+    return _CONTROL.search(value) is None and _is_utf8(value)
+
+
+def check_header_value(value: object, field: str) -> str | None:
+    """Return ``value`` (``None`` or a string) if it can be sent as an HTTP header value.
+
+    Line breaks and other control characters are refused (they would split the header),
+    and so are characters that are not valid UTF-8.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, got {type(value).__name__}", field=field)
+    if not is_header_safe(value):
+        raise ValidationError(
+            f"{field} must not hold line breaks, control characters or invalid UTF-8, "
+            f"got {_show(value)}",
+            field=field,
+        )
+    return value
+
+
 def check_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise listing them."""
     if not isinstance(value, str) or value not in choices:

@@ -57,7 +57,7 @@ class InstanceMembersResource:
         path = _members_path(instanceId)
         _schema.check_list_query(sortField, sortDirection, filterField)
         _optional_str(filter, "filter")
-        _optional_str(losantdomain, "losantdomain")
+        _schema.check_header_value(losantdomain, "losantdomain")
         params: dict[str, str] = {}
         if sortField is not None:
             params["sortField"] = sortField
@@ -88,7 +88,7 @@ class InstanceMembersResource:
         """
         path = _members_path(instanceId)
         post = InstanceMemberPost.coerce(member)
-        _optional_str(losantdomain, "losantdomain")
+        _schema.check_header_value(losantdomain, "losantdomain")
         return await self.add(path, post, losantdomain=losantdomain)
 
     async def add(

@@ -109,6 +109,7 @@ async def bulk_import(
     """
     _check_settings(concurrency, max_rate)
     path = f"/instances/{_schema.check_object_id(instanceId, 'instanceId')}/members"
+    _schema.check_header_value(losantdomain, "losantdomain")
     run = _Run(client, path, concurrency, max_rate, dry_run, on_outcome, losantdomain)
     if journal is not None:
         run.journal = Journal(journal, instanceId)
