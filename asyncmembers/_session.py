@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from yarl import URL
 
+from . import _schema
 from .errors import (
     BadRequestError,
     ClientClosedError,
@@ -121,6 +122,19 @@ class Session:
         allow_insecure_http: bool,
         max_connections: int,
     ) -> None:
+        if auth_token is not None:
+            # Never echo the token: a message naming a bad character would show it.
+            if not isinstance(auth_token, str):
+                raise ValidationError(
+                    f"auth_token must be a string, got {type(auth_token).__name__}",
+                    field="auth_token",
+                )
+            if not _schema.is_header_safe(auth_token):
+                raise ValidationError(
+                    "auth_token holds a line break, a control character or invalid UTF-8; "
+                    "copy the access token again",
+                    field="auth_token",
+                )
         base = URL(url)
         if base.scheme not in ("http", "https") or not base.host:
             raise ValidationError(
