@@ -401,7 +401,7 @@ class Session:
             except TimeoutError:
                 raise TransportError(
                     f"not sent: RetryPolicy.timeout={self.retry.timeout:g}s ran out while "
-                    "waiting for a rate-limit pause to end",
+                    "waiting for its turn (a rate-limit pause, or the import's max rate)",
                     sent=False,
                     method=method,
                     path=path,

@@ -10,6 +10,7 @@ index of rows already seen (to skip duplicates without a request) is a bounded w
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
@@ -66,7 +67,9 @@ def _check_settings(concurrency: object, max_rate: object) -> None:
             field="concurrency",
         )
     if max_rate is not None and (
-        not isinstance(max_rate, int | float) or isinstance(max_rate, bool) or not max_rate > 0
+        not isinstance(max_rate, int | float)
+        or isinstance(max_rate, bool)
+        or not 0 < max_rate < math.inf
     ):
         raise ValidationError(
             f"max_rate must be requests per second greater than zero, or None for no limit; "
