@@ -412,6 +412,7 @@ class Session:
             timeout = attrs.evolve(timeout, total=remaining)
         status: int | None = None
         retry_after: float | None = None
+        unchained: TransportError | None = None
         try:
             try:
                 async with session.request(
@@ -435,6 +436,15 @@ class Session:
                     method=method,
                     path=path,
                 ) from exc
+            except aiohttp.ClientResponseError as exc:
+                # Its request_info holds the request's headers, the token among them: keep
+                # its text only, and raise outside this block so it is not even __context__.
+                unchained = TransportError(
+                    f"failed after sending ({type(exc).__name__}: {exc}); "
+                    "the request may have been applied",
+                    method=method,
+                    path=path,
+                )
             except aiohttp.ClientError as exc:
                 raise TransportError(
                     f"connection failed after sending ({type(exc).__name__}: {exc}); "
@@ -442,6 +452,9 @@ class Session:
                     method=method,
                     path=path,
                 ) from exc
+            if unchained is not None:
+                raise unchained
+            assert status is not None  # every other way out of the request raised
             if status == 429:
                 retry_after = parse_retry_after(resp_headers)
         finally:
