@@ -370,6 +370,16 @@ class Session:
                 exc.message = f"{exc.message} (gave up after {tries} attempts)"
             raise
 
+    def _check_open(self, session: aiohttp.ClientSession, method: str, path: str) -> None:
+        if self._closed or session.closed:
+            # Closed while this call was running (between its attempts, its lookups, or
+            # while it waited at the gate): aiohttp would raise a bare RuntimeError.
+            raise ClientClosedError(
+                "the client was closed while this call was running; nothing more was sent",
+                method=method,
+                path=path,
+            )
+
     async def _send(
         self,
         session: aiohttp.ClientSession,
@@ -383,6 +393,7 @@ class Session:
         deadline: float,
     ) -> Any:
         """One attempt. Every aiohttp/asyncio failure is translated here, and only here."""
+        self._check_open(session, method, path)
         loop = asyncio.get_running_loop()
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -414,6 +425,7 @@ class Session:
         retry_after: float | None = None
         unchained: TransportError | None = None
         try:
+            self._check_open(session, method, path)  # again: the gate may have waited
             try:
                 async with session.request(
                     method, url, params=params, data=data, headers=headers, timeout=timeout
