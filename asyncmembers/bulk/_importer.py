@@ -20,6 +20,7 @@ from .. import _schema
 from ..client import Client
 from ..errors import (
     BadRequestError,
+    ClientClosedError,
     ForbiddenError,
     LosantError,
     NotFoundError,
@@ -38,7 +39,8 @@ __all__ = ["DEDUPE_WINDOW", "bulk_import"]
 #: row is skipped with that reason.
 DEDUPE_WINDOW = 100_000
 
-_FATAL = (UnauthorizedError, ForbiddenError, NotFoundError)
+#: Errors every later row would meet too: they stop the import instead of failing each row.
+_FATAL = (UnauthorizedError, ForbiddenError, NotFoundError, ClientClosedError)
 
 _Job = tuple[int, object, InstanceMemberPost, tuple[str, ...]]
 
@@ -106,9 +108,9 @@ async def bulk_import(
     ``journal`` names a JSON Lines file that records outcomes and makes a re-run resume.
     ``dry_run`` validates and plans without sending any POST.
 
-    A fatal error (401, 403, unknown instance) stops the import at once and is raised,
-    with the partial result on its ``result`` attribute. Cancelling the call stops every
-    worker; outcomes recorded so far are in the journal.
+    A fatal error (401, 403, unknown instance, or the client closed under it) stops the
+    import at once and is raised, with the partial result on its ``result`` attribute.
+    Cancelling the call stops every worker; outcomes recorded so far are in the journal.
     """
     _check_settings(concurrency, max_rate)
     path = f"/instances/{_schema.check_object_id(instanceId, 'instanceId')}/members"
