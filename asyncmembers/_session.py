@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 from yarl import URL
@@ -57,14 +58,14 @@ _NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorErro
 class AttemptGate(Protocol):
     """Paces individual attempts (used by the bulk importer to share rate-limit pauses).
 
-    ``acquire`` is awaited before every attempt; ``release`` is called after it with the
-    method, the HTTP status (``None`` when no answer came) and the ``Retry-After`` seconds,
-    if any. When
-    a gate is present a 429 is not waited out by the caller: the gate's next ``acquire``
-    does the waiting, for every worker together.
+    ``acquire`` is awaited before every attempt and raises ``TimeoutError`` if the turn
+    has not come by ``deadline`` (event-loop time); ``release`` is called after the attempt
+    with the method, the HTTP status (``None`` when no answer came) and the ``Retry-After``
+    seconds, if any. When a gate is present a 429 is not waited out by the caller: the
+    gate's next ``acquire`` does the waiting, for every worker together.
     """
 
-    async def acquire(self) -> None: ...
+    async def acquire(self, deadline: float) -> None: ...
 
     def release(self, method: str, status: int | None, retry_after: float | None) -> None: ...
 
@@ -167,14 +168,18 @@ class Session:
             )
         self.url = str(base).rstrip("/")
         self.retry = retry
-        self._headers: dict[str, str] = {
+        headers: dict[str, str] = {
             "Accept": "application/json",
             "Accept-Version": accept_version,
             "User-Agent": USER_AGENT,
         }
         if auth_token:
-            self._headers["Authorization"] = f"Bearer {auth_token}"
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+            headers["Authorization"] = f"Bearer {auth_token}"
+        # Built once as aiohttp's own header type, so no request has to convert them.
+        self._headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(headers))
+        self._json_headers: Mapping[str, str] = CIMultiDictProxy(
+            CIMultiDict({**headers, "Content-Type": "application/json"})
+        )
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
@@ -407,8 +412,7 @@ class Session:
             # The gate may hold the attempt (a shared 429 pause, a request rate): that
             # wait counts against the call's total time like any other.
             try:
-                async with asyncio.timeout(remaining):
-                    await gate.acquire()
+                await gate.acquire(deadline)
             except TimeoutError:
                 raise TransportError(
                     f"not sent: RetryPolicy.timeout={self.retry.timeout:g}s ran out while "

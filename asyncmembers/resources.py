@@ -99,12 +99,25 @@ class InstanceMembersResource:
         losantdomain: str | None = None,
         gate: AttemptGate | None = None,
     ) -> InstanceMember:
-        """Add an already validated member at ``path`` (internal: used by ``bulk_import``)."""
+        """Add an already validated member at ``path`` and return it as a model."""
+        data = await self.add_raw(path, post, losantdomain=losantdomain, gate=gate)
+        return _structure(data, InstanceMember, "POST", path)
+
+    async def add_raw(
+        self,
+        path: str,
+        post: InstanceMemberPost,
+        *,
+        losantdomain: str | None = None,
+        gate: AttemptGate | None = None,
+    ) -> Any:
+        """Add a member and return the answer in wire form (internal: ``bulk_import``'s path,
+        which has no use for the model and so skips building it)."""
 
         async def confirm(deadline: float) -> Any:
             return await self._find(path, post, losantdomain, gate, deadline)
 
-        data = await self._session.request(
+        return await self._session.request(
             "POST",
             path,
             body=post.to_wire(),
@@ -112,7 +125,6 @@ class InstanceMembersResource:
             gate=gate,
             confirm=confirm,
         )
-        return _structure(data, InstanceMember, "POST", path)
 
     async def list_raw(
         self, path: str, *, losantdomain: str | None = None, gate: AttemptGate | None = None

@@ -10,6 +10,7 @@ index of rows already seen (to skip duplicates without a request) is a bounded w
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import os
 import time
@@ -34,10 +35,10 @@ from ._result import ALREADY_MEMBER, DONE_EARLIER, DUPLICATE, BulkResult, ItemFa
 
 __all__ = ["DEDUPE_WINDOW", "bulk_import"]
 
-#: How many recent rows are remembered to skip duplicates without a request. A duplicate
-#: further back is still never added twice: the server answers "already a member" and the
-#: row is skipped with that reason.
-DEDUPE_WINDOW = 100_000
+#: How many recent member keys are remembered to skip duplicates without a request (about
+#: 1 MB). A duplicate further back is still never added twice: the server answers "already
+#: a member" and the row is skipped with that reason. Bounded so memory stays flat.
+DEDUPE_WINDOW = 10_000
 
 #: Errors every later row would meet too: they stop the import instead of failing each row.
 _FATAL = (UnauthorizedError, ForbiddenError, NotFoundError, ClientClosedError)
@@ -153,7 +154,11 @@ class _Run:
         self.result = BulkResult(dry_run=dry_run)
         self.journal: Journal | None = None
         self.existing: set[str] = set()
+        # The dedupe window: key -> first row index, evicted oldest first via the deque.
+        # (Deleting a dict's first key repeatedly leaves dummy slots that every later
+        # next(iter(dict)) scans past: quadratic at a million rows.)
         self.seen: dict[str, int] = {}
+        self.seen_order: collections.deque[str] = collections.deque()
         self.pacer: Pacer | None = None
         self.input_error: Exception | None = None
         self.posted_rows = 0
@@ -300,11 +305,12 @@ class _Run:
             if first is not None:
                 self._done(index, item, "skipped", keys, f"duplicate of row {first}", category=DUPLICATE)
                 return None
-        seen = self.seen
+        seen, order = self.seen, self.seen_order
         for key in keys:
-            if len(seen) >= DEDUPE_WINDOW:
-                del seen[next(iter(seen))]
+            if len(order) >= DEDUPE_WINDOW:
+                del seen[order.popleft()]
             seen[key] = index
+            order.append(key)
         if self.result.dry_run:
             self._done(index, item, "created", keys, "would be created (dry run)")
             return None
@@ -316,7 +322,7 @@ class _Run:
             index, item, post, keys = job
             self.posted_rows += 1
             try:
-                await resource.add(path, post, losantdomain=domain, gate=pacer)
+                await resource.add_raw(path, post, losantdomain=domain, gate=pacer)
             except BadRequestError as exc:
                 if exc.already_member:
                     self._done(index, item, "skipped", keys, ALREADY_MEMBER)

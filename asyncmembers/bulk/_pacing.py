@@ -75,7 +75,27 @@ class Pacer:
         """How many attempts may be in flight now."""
         return max(1, int(self._limit))
 
-    async def acquire(self) -> None:
+    async def acquire(self, deadline: float) -> None:
+        """Wait for this attempt's turn; TimeoutError if it does not come by ``deadline``."""
+        if (
+            self._in_flight < self.concurrency_limit
+            and self._rate_limiter is None
+            and self._fixed is None
+            and self._pause_until <= self._loop.time()
+        ):
+            # Nothing to wait for: the common case, kept free of timers and futures.
+            self._take_slot()
+            return
+        async with asyncio.timeout_at(deadline):
+            await self._wait_for_turn()
+
+    def _take_slot(self) -> None:
+        self._in_flight += 1
+        if self._in_flight > self.peak_in_flight:
+            self.peak_in_flight = self._in_flight
+        self.requests += 1
+
+    async def _wait_for_turn(self) -> None:
         loop = self._loop
         while True:
             wait = self._pause_until - loop.time()
@@ -92,9 +112,7 @@ class Pacer:
                 if not fut.cancelled() and fut.done():
                     self._wake()  # pass on a wake-up this cancelled waiter received
                 raise
-        self._in_flight += 1
-        if self._in_flight > self.peak_in_flight:
-            self.peak_in_flight = self._in_flight
+        self._take_slot()
         try:
             if self._fixed is not None:
                 await self._fixed.acquire()
@@ -102,9 +120,9 @@ class Pacer:
                 await self._rate_limiter.acquire()
         except BaseException:
             self._in_flight -= 1
+            self.requests -= 1
             self._wake()
             raise
-        self.requests += 1
 
     def release(self, method: str, status: int | None, retry_after: float | None) -> None:
         self._in_flight -= 1
