@@ -354,3 +354,19 @@ async def test_rate_limited_server_pauses_together_and_loses_nothing() -> None:
     assert result.ok
     # Adaptive pacing: far fewer 429s than rows (a naive client gets hundreds here).
     assert result.rate_limited < 100
+
+
+async def test_outcomes_count_each_rows_retries() -> None:
+    faults = Faults(error_rate=0.3)
+    rows = [{"email": f"retry{i}@example.com", "role": "view"} for i in range(200)]
+    outcomes: list[Outcome] = []
+    async with FakeLosantServer(tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults, seed=9) as srv:
+        async with am.Client(TOKEN, url=srv.url, retry=FAST_RETRY) as c:
+            result = await am.bulk_import(c, instanceId=IID, members=rows, concurrency=8, on_outcome=outcomes.append)
+        errors_answered = sum(n for status, n in srv.stats.by_status.items() if status >= 500)
+        assert srv.stats.posts_applied == len(rows)
+    per_row = sum(o.retries for o in outcomes)
+    assert per_row == result.retries > 0
+    # Each re-sent POST follows a 5xx (some 5xx answered a confirming GET instead).
+    assert result.retries <= errors_answered
+    assert any(o.retries >= 2 for o in outcomes)

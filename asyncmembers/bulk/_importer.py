@@ -188,6 +188,7 @@ class _Run:
         reason: str | None = None,
         error: LosantError | None = None,
         category: str | None = None,
+        retries: int = 0,
     ) -> None:
         r = self.result
         r.total += 1
@@ -205,7 +206,7 @@ class _Run:
             # flight, and if the run is killed now a re-run must not skip it as done.
             self.journal.record(index, keys, "duplicate" if category == DUPLICATE else kind)
         if self.on_outcome is not None:
-            self.on_outcome(Outcome(index, member, kind, reason, error))  # type: ignore[arg-type]
+            self.on_outcome(Outcome(index, member, kind, reason, error, retries))  # type: ignore[arg-type]
 
     # -- the run --------------------------------------------------------------------------
 
@@ -317,20 +318,43 @@ class _Run:
         return (index, item, post, keys)
 
     async def _work(self, queue: asyncio.Queue[_Job | None]) -> None:
-        resource, path, domain, pacer = self.resource, self.path, self.losantdomain, self.pacer
+        resource, path, domain = self.resource, self.path, self.losantdomain
+        assert self.pacer is not None
+        gate = _WorkerGate(self.pacer)  # one per worker: counts this worker's POST attempts
         while (job := await queue.get()) is not None:
             index, item, post, keys = job
             self.posted_rows += 1
+            before = gate.posts
             try:
-                await resource.add_raw(path, post, losantdomain=domain, gate=pacer)
+                await resource.add_raw(path, post, losantdomain=domain, gate=gate)
             except BadRequestError as exc:
+                retries = max(0, gate.posts - before - 1)
                 if exc.already_member:
-                    self._done(index, item, "skipped", keys, ALREADY_MEMBER)
+                    self._done(index, item, "skipped", keys, ALREADY_MEMBER, retries=retries)
                 else:
-                    self._done(index, item, "failed", keys, error=exc)
+                    self._done(index, item, "failed", keys, error=exc, retries=retries)
             except _FATAL as exc:
                 raise _Stop(exc) from exc
             except LosantError as exc:
-                self._done(index, item, "failed", keys, error=exc)
+                retries = max(0, gate.posts - before - 1)
+                self._done(index, item, "failed", keys, error=exc, retries=retries)
             else:
-                self._done(index, item, "created", keys)
+                self._done(index, item, "created", keys, retries=max(0, gate.posts - before - 1))
+
+
+class _WorkerGate:
+    """A worker's view of the shared Pacer that also counts the worker's POST attempts."""
+
+    __slots__ = ("pacer", "posts")
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self.posts = 0
+
+    async def acquire(self, deadline: float) -> None:
+        await self.pacer.acquire(deadline)
+
+    def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+        if method == "POST":
+            self.posts += 1
+        self.pacer.release(method, status, retry_after)

@@ -35,7 +35,8 @@ class Outcome:
     """What happened to one row, as it happens (passed to ``on_outcome``).
 
     ``kind`` is ``created``, ``skipped`` or ``failed``; ``reason`` says why a row was
-    skipped (e.g. ``duplicate of row 3``); ``error`` is set for failures.
+    skipped (e.g. ``duplicate of row 3``); ``error`` is set for failures; ``retries`` is
+    how many times the row's POST was sent again after the first try.
     """
 
     index: int
@@ -43,6 +44,7 @@ class Outcome:
     kind: OutcomeKind
     reason: str | None = None
     error: LosantError | None = None
+    retries: int = 0
 
 
 @attrs.define(slots=True)
