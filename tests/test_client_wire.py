@@ -33,7 +33,9 @@ def mocked() -> aioresponses:
 
 @pytest.fixture
 async def client() -> AsyncIterator[am.Client]:
-    c = am.Client(auth_token=TOKEN, retry=am.RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.05))
+    c = am.Client(
+        auth_token=TOKEN, retry=am.RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.05)
+    )
     sleeps: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -61,7 +63,9 @@ def member(**over: Any) -> dict[str, Any]:
 # --- requests as sent -----------------------------------------------------------------
 
 
-async def test_get_sends_exact_url_query_and_headers(mocked: aioresponses, client: am.Client) -> None:
+async def test_get_sends_exact_url_query_and_headers(
+    mocked: aioresponses, client: am.Client
+) -> None:
     mocked.get(ANY_MEMBERS, payload={"items": [member()], "count": 1})
     result = await client.instance_members.get(
         instanceId=IID,
@@ -103,9 +107,15 @@ async def test_get_without_options_sends_no_query(mocked: aioresponses, client: 
     ("given", "wire"),
     [
         ({"userId": UID, "role": "view"}, {"userId": UID, "role": "view"}),
-        ({"email": "Bob@Example.com", "role": "admin"}, {"email": "Bob@Example.com", "role": "admin"}),
+        (
+            {"email": "Bob@Example.com", "role": "admin"},
+            {"email": "Bob@Example.com", "role": "admin"},
+        ),
         (am.InstanceMemberPost(role=am.Role.VIEW, user_id=UID), {"userId": UID, "role": "view"}),
-        ({"email": "  c@example.com ", "role": " Admin"}, {"email": "c@example.com", "role": "admin"}),
+        (
+            {"email": "  c@example.com ", "role": " Admin"},
+            {"email": "c@example.com", "role": "admin"},
+        ),
     ],
 )
 async def test_post_sends_exact_json_body(
@@ -243,7 +253,9 @@ async def test_used_after_close(client: am.Client) -> None:
 # --- retries --------------------------------------------------------------------------
 
 
-async def test_get_retries_503_then_502_then_succeeds(mocked: aioresponses, client: am.Client) -> None:
+async def test_get_retries_503_then_502_then_succeeds(
+    mocked: aioresponses, client: am.Client
+) -> None:
     mocked.get(MEMBERS, status=503, payload={"type": "Unavailable", "message": "x"})
     mocked.get(MEMBERS, status=502, payload={"type": "BadGateway", "message": "x"})
     mocked.get(MEMBERS, payload={"items": [member()], "count": 1})
@@ -262,7 +274,12 @@ async def test_get_retries_500(mocked: aioresponses, client: am.Client) -> None:
 
 
 async def test_429_waits_retry_after_seconds(mocked: aioresponses, client: am.Client) -> None:
-    mocked.get(MEMBERS, status=429, payload={"type": "TooManyRequests", "message": "slow"}, headers={"Retry-After": "1"})
+    mocked.get(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "slow"},
+        headers={"Retry-After": "1"},
+    )
     mocked.get(MEMBERS, payload={"items": []})
     await client.instance_members.get(instanceId=IID)
     assert client.sleeps == [1.0]  # type: ignore[attr-defined]
@@ -270,7 +287,12 @@ async def test_429_waits_retry_after_seconds(mocked: aioresponses, client: am.Cl
 
 async def test_429_waits_until_http_date(mocked: aioresponses, client: am.Client) -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
-    mocked.get(MEMBERS, status=429, payload={"type": "TooManyRequests", "message": "slow"}, headers={"Retry-After": when})
+    mocked.get(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "slow"},
+        headers={"Retry-After": when},
+    )
     mocked.get(MEMBERS, payload={"items": []})
     await client.instance_members.get(instanceId=IID)
     [slept] = client.sleeps  # type: ignore[attr-defined]
@@ -279,7 +301,12 @@ async def test_429_waits_until_http_date(mocked: aioresponses, client: am.Client
 
 async def test_429_real_sleep_is_about_retry_after(mocked: aioresponses) -> None:
     """The one test that really sleeps: the default sleep honours Retry-After: 1."""
-    mocked.get(MEMBERS, status=429, payload={"type": "TooManyRequests", "message": "slow"}, headers={"Retry-After": "1"})
+    mocked.get(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "slow"},
+        headers={"Retry-After": "1"},
+    )
     mocked.get(MEMBERS, payload={"items": []})
     async with am.Client(TOKEN) as c:
         start = time.monotonic()
@@ -288,7 +315,12 @@ async def test_429_real_sleep_is_about_retry_after(mocked: aioresponses) -> None
 
 
 async def test_retry_after_beyond_max_is_not_waited_out(mocked: aioresponses) -> None:
-    mocked.get(MEMBERS, status=429, payload={"type": "TooManyRequests", "message": "slow"}, headers={"Retry-After": "3600"})
+    mocked.get(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "slow"},
+        headers={"Retry-After": "3600"},
+    )
     async with am.Client(TOKEN, retry=am.RetryPolicy(max_retry_after=10)) as c:
         with pytest.raises(am.RateLimitError) as info:
             await c.instance_members.get(instanceId=IID)
@@ -296,8 +328,16 @@ async def test_retry_after_beyond_max_is_not_waited_out(mocked: aioresponses) ->
     assert len(calls(mocked)) == 1
 
 
-async def test_exhausted_429_raises_rate_limit_error(mocked: aioresponses, client: am.Client) -> None:
-    mocked.get(MEMBERS, status=429, payload={"type": "TooManyRequests", "message": "slow"}, headers={"Retry-After": "2"}, repeat=True)
+async def test_exhausted_429_raises_rate_limit_error(
+    mocked: aioresponses, client: am.Client
+) -> None:
+    mocked.get(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "slow"},
+        headers={"Retry-After": "2"},
+        repeat=True,
+    )
     with pytest.raises(am.RateLimitError) as info:
         await client.instance_members.get(instanceId=IID)
     assert info.value.retry_after == 2
@@ -317,7 +357,9 @@ async def test_exhausted_5xx_raises_server_error(mocked: aioresponses, client: a
 async def test_4xx_is_never_retried(mocked: aioresponses, client: am.Client, status: int) -> None:
     mocked.post(MEMBERS, status=status, payload={"type": "X", "message": "no"}, repeat=True)
     with pytest.raises(am.LosantError):
-        await client.instance_members.post(instanceId=IID, member={"email": "a@example.com", "role": "view"})
+        await client.instance_members.post(
+            instanceId=IID, member={"email": "a@example.com", "role": "view"}
+        )
     assert len(calls(mocked)) == 1
 
 
@@ -331,7 +373,13 @@ async def test_attempts_one_disables_retries(mocked: aioresponses) -> None:
 
 async def test_total_timeout_bounds_retries(mocked: aioresponses) -> None:
     """A wait that would end past RetryPolicy.timeout is not started."""
-    mocked.get(MEMBERS, status=429, payload={"type": "TooManyRequests", "message": "x"}, headers={"Retry-After": "5"}, repeat=True)
+    mocked.get(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "x"},
+        headers={"Retry-After": "5"},
+        repeat=True,
+    )
     async with am.Client(TOKEN, retry=am.RetryPolicy(attempts=10, timeout=2)) as c:
         with pytest.raises(am.RateLimitError):
             await c.instance_members.get(instanceId=IID)
@@ -354,9 +402,16 @@ async def test_retry_is_logged_without_token(
 # --- POST retry safety ----------------------------------------------------------------
 
 
-async def test_post_retries_freely_after_503_and_429(mocked: aioresponses, client: am.Client) -> None:
+async def test_post_retries_freely_after_503_and_429(
+    mocked: aioresponses, client: am.Client
+) -> None:
     mocked.post(MEMBERS, status=503, payload={"type": "Unavailable", "message": "x"})
-    mocked.post(MEMBERS, status=429, payload={"type": "TooManyRequests", "message": "x"}, headers={"Retry-After": "1"})
+    mocked.post(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "x"},
+        headers={"Retry-After": "1"},
+    )
     mocked.post(MEMBERS, payload=member())
     await client.instance_members.post(instanceId=IID, member={"userId": UID, "role": "view"})
     assert [c[0] for c in calls(mocked)] == ["POST", "POST", "POST"]  # no lookups needed
@@ -383,14 +438,20 @@ async def test_post_after_timeout_resends_when_member_absent(
     mocked.post(MEMBERS, exception=TimeoutError())
     mocked.get(ANY_MEMBERS, payload={"items": [member(email="other@example.com")], "count": 1})
     mocked.post(MEMBERS, payload=member())
-    await client.instance_members.post(instanceId=IID, member={"email": "ann@example.com", "role": "view"})
+    await client.instance_members.post(
+        instanceId=IID, member={"email": "ann@example.com", "role": "view"}
+    )
     assert [c[0] for c in calls(mocked)].count("POST") == 2
 
 
-async def test_post_by_user_id_after_502_looks_user_up(mocked: aioresponses, client: am.Client) -> None:
+async def test_post_by_user_id_after_502_looks_user_up(
+    mocked: aioresponses, client: am.Client
+) -> None:
     mocked.post(MEMBERS, status=502, payload={"type": "BadGateway", "message": "x"})
     mocked.get(MEMBERS, payload={"items": [member()], "count": 1})
-    created = await client.instance_members.post(instanceId=IID, member={"userId": UID, "role": "view"})
+    created = await client.instance_members.post(
+        instanceId=IID, member={"userId": UID, "role": "view"}
+    )
     assert created.user_id == UID
     assert [c[0] for c in calls(mocked)] == ["POST", "GET"]
 
@@ -401,16 +462,30 @@ async def test_already_member_after_ambiguous_attempt_is_success(
     """Cut after commit, then the lookup misses (replica lag), and the resend says 'already'."""
     mocked.post(MEMBERS, exception=aiohttp.ServerDisconnectedError())
     mocked.get(ANY_MEMBERS, payload={"items": [], "count": 0})
-    mocked.post(MEMBERS, status=400, payload={"type": "Validation", "message": "User is already a member of this instance"})
+    mocked.post(
+        MEMBERS,
+        status=400,
+        payload={"type": "Validation", "message": "User is already a member of this instance"},
+    )
     mocked.get(ANY_MEMBERS, payload={"items": [member()], "count": 1})
-    created = await client.instance_members.post(instanceId=IID, member={"email": "ann@example.com", "role": "view"})
+    created = await client.instance_members.post(
+        instanceId=IID, member={"email": "ann@example.com", "role": "view"}
+    )
     assert created.email == "ann@example.com"
 
 
-async def test_already_member_without_ambiguity_is_an_error(mocked: aioresponses, client: am.Client) -> None:
-    mocked.post(MEMBERS, status=400, payload={"type": "Validation", "message": "User is already a member of this instance"})
+async def test_already_member_without_ambiguity_is_an_error(
+    mocked: aioresponses, client: am.Client
+) -> None:
+    mocked.post(
+        MEMBERS,
+        status=400,
+        payload={"type": "Validation", "message": "User is already a member of this instance"},
+    )
     with pytest.raises(am.BadRequestError) as info:
-        await client.instance_members.post(instanceId=IID, member={"email": "ann@example.com", "role": "view"})
+        await client.instance_members.post(
+            instanceId=IID, member={"email": "ann@example.com", "role": "view"}
+        )
     assert info.value.already_member
     assert len(calls(mocked)) == 1
 
@@ -436,7 +511,11 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("post", {"instanceId": "x" * 24, "member": {"userId": UID, "role": "view"}}, "instanceId"),
     ("post", {"instanceId": IID, "member": {"userId": "123", "role": "view"}}, "userId"),
     ("post", {"instanceId": IID, "member": {"email": "not-an-email", "role": "view"}}, "email"),
-    ("post", {"instanceId": IID, "member": {"email": "a" * 1020 + "@b.co", "role": "view"}}, "email"),
+    (
+        "post",
+        {"instanceId": IID, "member": {"email": "a" * 1020 + "@b.co", "role": "view"}},
+        "email",
+    ),
     ("post", {"instanceId": IID, "member": {"email": "a@b.co", "role": "owner"}}, "role"),
     ("post", {"instanceId": IID, "member": {"email": "a@b.co"}}, "role"),
     ("post", {"instanceId": IID, "member": {"role": "view"}}, "email"),
