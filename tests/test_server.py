@@ -9,6 +9,7 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import textwrap
 from collections.abc import AsyncIterator, Mapping
@@ -17,6 +18,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asyncmembers.testing import (
     DEFAULT_INSTANCE_ID,
@@ -601,3 +604,27 @@ def test_pytest_plugin_fixture_serves_and_can_be_customised(pytester: pytest.Pyt
     args = [] if _plugin_is_installed() else ["-p", "asyncmembers.testing.pytest_plugin"]
     result = pytester.runpytest_subprocess(*args)
     result.assert_outcomes(passed=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.text(alphabet="ab*?.", max_size=8),
+    text=st.text(alphabet="abAB.", max_size=10),
+)
+def test_glob_matches_like_the_regex_reading(pattern: str, text: str) -> None:
+    from asyncmembers.testing._state import compile_glob
+
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    expected = re.fullmatch(regex, text, re.IGNORECASE | re.DOTALL) is not None
+    assert compile_glob(pattern).fullmatch(text) == expected
+
+
+def test_many_stars_do_not_backtrack() -> None:
+    """*a*a*a*a*a*b against a long address ran for minutes with one regex per glob."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asyncmembers.testing._state import compile_glob
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(compile_glob("*a" * 5 + "*b").fullmatch, "a" * 200 + "@example.com")
+        assert future.result(timeout=60) is False

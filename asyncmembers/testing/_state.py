@@ -16,7 +16,7 @@ import attrs
 
 from .._schema import check_email, check_object_id
 
-__all__ = ["AlreadyMemberError", "MemberStore", "User", "compile_glob"]
+__all__ = ["AlreadyMemberError", "Glob", "MemberStore", "User", "compile_glob"]
 
 
 class AlreadyMemberError(Exception):
@@ -46,13 +46,49 @@ def _by_role(row: tuple[User, str]) -> str:
     return row[1]
 
 
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Compile a Losant filter glob: ``*`` any run, ``?`` one character, nothing else.
+class Glob:
+    """A Losant filter glob: ``*`` any run, ``?`` one character, nothing else special.
 
-    The match is case-insensitive and covers the whole value. ``[`` has no special meaning.
+    The match is case-insensitive and covers the whole value. It never backtracks across
+    stars (a single regex with one ``.*`` per star does, exponentially, on patterns like
+    ``*a*a*a*a*b``): the pattern is split at the stars into fixed-length segments; the
+    first must match at the start, the last at the end, and each one between is found left
+    to right after the previous one, which is enough for a whole match to exist.
     """
-    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+    __slots__ = ("_first", "_last", "_middle", "_star")
+
+    def __init__(self, pattern: str) -> None:
+        def segment(text: str) -> tuple[re.Pattern[str], int]:
+            regex = "".join("." if ch == "?" else re.escape(ch) for ch in text)
+            return re.compile(regex, re.IGNORECASE | re.DOTALL), len(text)
+
+        parts = pattern.split("*")
+        self._star = len(parts) > 1
+        self._first = segment(parts[0])
+        self._last = segment(parts[-1])
+        self._middle = [segment(p) for p in parts[1:-1] if p]
+
+    def fullmatch(self, text: str) -> bool:
+        first, first_len = self._first
+        if not self._star:
+            return first.fullmatch(text) is not None
+        if first.match(text) is None:
+            return False
+        pos = first_len
+        for regex, _ in self._middle:
+            found = regex.search(text, pos)
+            if found is None:
+                return False
+            pos = found.end()
+        last, last_len = self._last
+        start = len(text) - last_len
+        return start >= pos and last.fullmatch(text, start) is not None
+
+
+def compile_glob(pattern: str) -> Glob:
+    """Compile a Losant filter glob (see :class:`Glob`)."""
+    return Glob(pattern)
 
 
 class MemberStore:
