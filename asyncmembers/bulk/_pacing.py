@@ -60,6 +60,7 @@ class Pacer:
         self._rate_limiter: AsyncLimiter | None = None
         self._last_growth = 0.0
         self._ok_times: collections.deque[float] = collections.deque()
+        self._started = self._loop.time()
         self.requests = 0
         self.posts = 0
         self.rate_limited = 0
@@ -165,7 +166,10 @@ class Pacer:
         ok = self._ok_times
         while ok and ok[0] < now - WINDOW:
             ok.popleft()
-        goodput = len(ok) / WINDOW
+        # Successes per second over the window, or over the run so far if it is shorter
+        # (a 429 in the first 40 ms must not read as "the server allows 40 requests/s").
+        observed = min(WINDOW, max(now - self._started, 0.05))
+        goodput = len(ok) / observed
         # What the server let through in the last second is the best guess of its limit.
         rate = goodput * BACKOFF_FRACTION if goodput > 0 else (self._rate or float(self._max)) / 2
         if self._rate is not None:
