@@ -246,6 +246,7 @@ async def test_soak_every_fault_at_once(seed: int, concurrency: int) -> None:
         assert faults[kind] > 0, (kind, faults)
     if concurrency >= 24:  # enough requests for the rarer ones to come up
         assert faults[FaultKind.STALL] > 0, faults
+    if concurrency >= 64:  # fast enough to outrun 800 req/s (here: dozens of 429s a run)
         assert faults[FaultKind.RATE_LIMIT] > 0 and result.rate_limited > 0, faults
     assert result.retries > 0
 
