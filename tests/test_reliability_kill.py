@@ -79,7 +79,7 @@ def fake_server(tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         python_m(
             "fake-server", "--port", "0", "--token", TOKEN, "--instance", IID,
-            "--latency", "0.01", "--error-rate", "0.03", "--drop-after-commit-rate", "0.03",
+            "--latency", "0.02", "--error-rate", "0.03", "--drop-after-commit-rate", "0.03",
             "--seed", "7",
         ),
         stdout=subprocess.PIPE,
@@ -130,7 +130,7 @@ async def list_identities(url: str) -> list[str]:
 def test_kill_9_at_random_points_then_resume(fake_server: str, tmp_path: Path) -> None:
     url = fake_server
     csv_path = tmp_path / "members.csv"
-    expected = write_members_csv(csv_path, 700, seed=11)
+    expected = write_members_csv(csv_path, 900, seed=11)
     journal = tmp_path / "import.journal"
     rng = random.Random(2024)
     kills = 0
