@@ -90,6 +90,11 @@ class _CallState:
     ambiguous: bool = False
 
 
+_CONTENT_TYPE_JSON: Mapping[str, str] = CIMultiDictProxy(
+    CIMultiDict({"Content-Type": "application/json"})
+)
+
+
 class _StopAtDeadline(stop_base):
     """Stop when the next wait would end past the call's deadline (total time bound)."""
 
@@ -177,7 +182,13 @@ class Session:
             headers["Authorization"] = f"Bearer {auth_token}"
         # Built once as aiohttp's own header type, so no request has to convert them.
         self._headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(headers))
-        self._json_headers: Mapping[str, str] = CIMultiDictProxy(
+        # What each request carries itself. An owned session holds the constant headers
+        # as its defaults (as a hand-written aiohttp loop would), so a request only adds
+        # Content-Type; a caller's session knows nothing of them, so every request
+        # carries them all.
+        self._get_headers: Mapping[str, str] | None = self._headers
+        self._request_timeout: aiohttp.ClientTimeout | None = self._timeout
+        self._post_headers: Mapping[str, str] = CIMultiDictProxy(
             CIMultiDict({**headers, "Content-Type": "application/json"})
         )
         self._session = session
@@ -204,7 +215,12 @@ class Session:
         if self._session is None:
             # Created lazily, inside a running loop, as aiohttp wants.
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, timeout=self._timeout
+            )
+            self._get_headers = None
+            self._post_headers = _CONTENT_TYPE_JSON
+            self._request_timeout = None
         elif self._session.closed:
             raise ClientClosedError("the aiohttp.ClientSession given to Client is closed")
         return self._session
@@ -242,13 +258,14 @@ class Session:
         deadline = limit if deadline is None else min(deadline, limit)
         url = self.url + path
         data: bytes | None = None
+        headers: Mapping[str, str] | None
         if body is None:
-            headers = self._headers
+            headers = self._get_headers
         else:
-            headers = self._json_headers
+            headers = self._post_headers
             data = json.dumps(body, separators=(",", ":")).encode()
         if losantdomain:
-            headers = {**headers, "losantdomain": losantdomain}
+            headers = {**(headers or {}), "losantdomain": losantdomain}
         idempotent = method == "GET"
         state = _CallState()
 
@@ -393,7 +410,7 @@ class Session:
         path: str,
         params: Mapping[str, str] | None,
         data: bytes | None,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | None,
         gate: AttemptGate | None,
         deadline: float,
     ) -> Any:
@@ -423,17 +440,26 @@ class Session:
                 ) from None
             remaining = max(deadline - loop.time(), 0.001)
         timeout = self._timeout
+        # An owned session has the attempt timeout as its default: pass one only when the
+        # call's deadline is nearer than that.
+        per_request = self._request_timeout
         if timeout.total is None or timeout.total > remaining:
-            timeout = attrs.evolve(timeout, total=remaining)
+            timeout = per_request = attrs.evolve(timeout, total=remaining)
         status: int | None = None
         retry_after: float | None = None
         unchained: TransportError | None = None
         try:
             self._check_open(session, method, path)  # again: the gate may have waited
             try:
-                async with session.request(
-                    method, url, params=params, data=data, headers=headers, timeout=timeout
-                ) as resp:
+                if per_request is None:
+                    request = session.request(
+                        method, url, params=params, data=data, headers=headers
+                    )
+                else:
+                    request = session.request(
+                        method, url, params=params, data=data, headers=headers, timeout=per_request
+                    )
+                async with request as resp:
                     status = resp.status
                     raw = await resp.read()
                     resp_headers = resp.headers

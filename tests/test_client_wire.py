@@ -56,6 +56,16 @@ def calls(m: aioresponses, method: str | None = None) -> list[tuple[str, URL, di
     return out
 
 
+def sent_headers(client: am.Client, kw: dict[str, Any]) -> dict[str, str]:
+    """The headers a request carried: its session's defaults overlaid with its own, merged
+    the way aiohttp merges them (aioresponses sees the request before that merge)."""
+    session = client._session._session
+    assert session is not None
+    merged = dict(session.headers)
+    merged.update(kw.get("headers") or {})
+    return merged
+
+
 def member(**over: Any) -> dict[str, Any]:
     return {"instanceId": IID, "userId": UID, "email": "ann@example.com", "role": "view", **over}
 
@@ -84,10 +94,11 @@ async def test_get_sends_exact_url_query_and_headers(
         "filterField": "email",
         "filter": "a* b?",
     }
-    assert kw["headers"] == {
+    headers = sent_headers(client, kw)
+    assert headers == {
         "Accept": "application/json",
         "Accept-Version": "^1.29.3",
-        "User-Agent": kw["headers"]["User-Agent"],
+        "User-Agent": headers["User-Agent"],
         "Authorization": f"Bearer {TOKEN}",
         "losantdomain": "example.org",
     }
@@ -100,7 +111,7 @@ async def test_get_without_options_sends_no_query(mocked: aioresponses, client: 
     await client.instance_members.get(instanceId=IID)
     [(_, url, kw)] = calls(mocked)
     assert url.query_string == ""
-    assert "losantdomain" not in kw["headers"]
+    assert "losantdomain" not in sent_headers(client, kw)
 
 
 @pytest.mark.parametrize(
@@ -126,8 +137,9 @@ async def test_post_sends_exact_json_body(
     [(method, url, kw)] = calls(mocked)
     assert method == "POST" and url == URL(MEMBERS)
     assert json.loads(kw["data"]) == wire
-    assert kw["headers"]["Content-Type"] == "application/json"
-    assert kw["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    headers = sent_headers(client, kw)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert isinstance(created, am.InstanceMember)
     assert created.role == am.Role(wire["role"])
 
@@ -136,16 +148,44 @@ async def test_accept_version_is_overridable(mocked: aioresponses) -> None:
     mocked.get(MEMBERS, payload={"items": []})
     async with am.Client(TOKEN, accept_version="^1.31.0") as c:
         await c.instance_members.get(instanceId=IID)
-    [(_, _, kw)] = calls(mocked)
-    assert kw["headers"]["Accept-Version"] == "^1.31.0"
+        [(_, _, kw)] = calls(mocked)
+        assert sent_headers(c, kw)["Accept-Version"] == "^1.31.0"
 
 
 async def test_no_token_sends_no_authorization(mocked: aioresponses) -> None:
     mocked.get(MEMBERS, payload={"items": []})
     async with am.Client() as c:
         await c.instance_members.get(instanceId=IID)
+        [(_, _, kw)] = calls(mocked)
+        assert "Authorization" not in sent_headers(c, kw)
+
+
+async def test_a_callers_session_gets_every_header_on_each_request(mocked: aioresponses) -> None:
+    """The caller's session has none of our defaults: each request carries them all."""
+    mocked.get(MEMBERS, payload={"items": []})
+    mocked.post(MEMBERS, payload=member())
+    async with aiohttp.ClientSession() as session:
+        async with am.Client(TOKEN, session=session, timeout=7) as c:
+            await c.instance_members.get(instanceId=IID)
+            await c.instance_members.post(instanceId=IID, member={"userId": UID, "role": "view"})
+        assert "Authorization" not in session.headers
+    get_kw, post_kw = calls(mocked, "GET")[0][2], calls(mocked, "POST")[0][2]
+    assert get_kw["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert get_kw["headers"]["Accept-Version"] == "^1.29.3"
+    assert "Content-Type" not in get_kw["headers"]
+    assert post_kw["headers"]["Content-Type"] == "application/json"
+    assert post_kw["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert get_kw["timeout"].total == 7
+
+
+async def test_owned_session_holds_the_attempt_timeout(mocked: aioresponses) -> None:
+    mocked.get(MEMBERS, payload={"items": []})
+    async with am.Client(TOKEN, timeout=7) as c:
+        await c.instance_members.get(instanceId=IID)
+        session = c._session._session
+        assert session is not None and session.timeout.total == 7
     [(_, _, kw)] = calls(mocked)
-    assert "Authorization" not in kw["headers"]
+    assert "timeout" not in kw or kw["timeout"].total <= 7
 
 
 async def test_base_url_with_path_prefix(mocked: aioresponses) -> None:
