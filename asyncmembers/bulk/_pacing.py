@@ -119,6 +119,11 @@ class Pacer:
                 await self._fixed.acquire()
             if self._rate_limiter is not None:
                 await self._rate_limiter.acquire()
+            # A 429 may have started a pause while this attempt queued for the rate: it
+            # waits that out too, instead of running into the limit it just heard about.
+            wait = self._pause_until - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
         except BaseException:
             self._in_flight -= 1
             self.requests -= 1
