@@ -387,8 +387,9 @@ class Session:
             return await retrying(retry_attempt)
         except LosantError as exc:
             tries = retrying.statistics.get("attempt_number", 1)
-            if tries > 1 and not exc.message.endswith(" attempts)"):
+            if tries > 1 and exc.attempts is None:
                 # (An error of the confirming lookup has already said how often it tried.)
+                exc.attempts = tries
                 exc.message = f"{exc.message} (gave up after {tries} attempts)"
             raise
 

@@ -47,6 +47,8 @@ class LosantError(Exception):
 
     #: The partial result of a bulk import that this error stopped (set by ``bulk_import``).
     result: BulkResult | None = None
+    #: How many attempts the call made before giving up, when it retried (else None).
+    attempts: int | None = None
 
     def __init__(
         self,

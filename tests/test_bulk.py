@@ -370,3 +370,39 @@ async def test_outcomes_count_each_rows_retries() -> None:
     # Each re-sent POST follows a 5xx (some 5xx answered a confirming GET instead).
     assert result.retries <= errors_answered
     assert any(o.retries >= 2 for o in outcomes)
+
+
+async def test_journal_write_failure_mid_run_stops_with_the_partial_result(
+    client: am.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the journal stops the import with a clear error and its result."""
+    import errno
+
+    from asyncmembers.bulk import _journal
+
+    class FillingFile:
+        def __init__(self, real: Any) -> None:
+            self.real, self.writes = real, 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            if self.writes > 5:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return int(self.real.write(text))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    real_init = _journal.Journal.__init__
+
+    def init(self: _journal.Journal, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        self._file = FillingFile(self._file)  # type: ignore[assignment]
+
+    monkeypatch.setattr(_journal.Journal, "__init__", init)
+    rows = [{"email": f"full{i}@example.com", "role": "view"} for i in range(50)]
+    with pytest.raises(am.LosantError, match=r"cannot write journal .*No space left") as info:
+        await am.bulk_import(client, instanceId=IID, members=rows, journal=tmp_path / "j", concurrency=2)
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.result is not None
+    assert 4 <= info.value.result.total < 50

@@ -123,7 +123,8 @@ async def bulk_import(
         await run.execute(members)
     except _Stop as stop:
         stop.error.result = run.finish()
-        raise stop.error from None
+        # "from its own cause": keeps the cause it came with, drops the internal _Stop.
+        raise stop.error from stop.error.__cause__
     except LosantError as exc:
         exc.result = run.finish()
         raise
@@ -220,12 +221,15 @@ class _Run:
                 tg.create_task(self._feed(members, queue, workers))
                 for _ in range(workers):
                     tg.create_task(self._work(queue))
+        # Raised on their own, not in the task group's ExceptionGroup. "from its own
+        # cause" keeps the cause each came with (the OSError under a journal write, the
+        # aiohttp error under a TransportError) and keeps the group out of the traceback.
         except* _Stop as group:
             raise group.exceptions[0] from None
         except* LosantError as group:
-            raise group.exceptions[0] from None
-        except* Exception as group:  # not wrapped in a group
-            raise group.exceptions[0] from None
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        except* Exception as group:  # e.g. the caller's iterator failed
+            raise group.exceptions[0] from group.exceptions[0].__cause__
         if self.input_error is not None:
             raise self.input_error
 

@@ -19,7 +19,7 @@ import json
 import os
 from typing import IO, Any
 
-from ..errors import ValidationError
+from ..errors import LosantError, ValidationError
 
 __all__ = ["Journal"]
 
@@ -81,8 +81,16 @@ class Journal:
 
     def _write(self, entry: dict[str, Any]) -> None:
         assert self._file is not None
-        self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            # e.g. the disk is full: the journal can no longer vouch for what was done, so
+            # the import stops (as a LosantError, with its partial result) rather than go on.
+            raise LosantError(
+                f"cannot write journal {self.path}: {exc.strerror or exc}; free space or "
+                "choose another --journal, then run the same import again to resume"
+            ) from exc
 
     def record(self, row: int, keys: tuple[str, ...], outcome: str) -> None:
         """Append one row's outcome and flush it to the OS."""
