@@ -39,6 +39,7 @@ __all__ = [
     "exit_code_for",
     "fail",
     "finish",
+    "instance_option",
     "one_line",
     "run_async",
 ]
@@ -252,3 +253,15 @@ def is_terminal(stream: Any = None) -> bool:
         return bool(isatty and isatty())
     except ValueError:  # a closed stream
         return False
+
+
+#: ``--instance ID``: every command that talks to one instance takes it, validated as an
+#: ObjectId before any request.
+instance_option = click.option(
+    "--instance",
+    "instance_id",
+    required=True,
+    type=ObjectIdType("instanceId"),
+    metavar="ID",
+    help="The instance's ID (24 hex digits).",
+)

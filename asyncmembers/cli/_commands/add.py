@@ -8,7 +8,7 @@ from ...client import Client
 from ...errors import BadRequestError, ValidationError
 from ...models import InstanceMember, InstanceMemberPost
 from .._app import api_options
-from .._common import EXIT_OK, GlobalOptions, ObjectIdType, fail, finish, run_async
+from .._common import EXIT_OK, GlobalOptions, ObjectIdType, fail, finish, instance_option, run_async
 
 __all__ = ["add"]
 
@@ -29,14 +29,7 @@ async def _add(
 
 
 @click.command("add")
-@click.option(
-    "--instance",
-    "instance_id",
-    required=True,
-    type=ObjectIdType("instanceId"),
-    metavar="ID",
-    help="The instance's ID (24 hex digits).",
-)
+@instance_option
 @click.option("--email", metavar="EMAIL", help="The user's email address.")
 @click.option(
     "--user-id", type=ObjectIdType("userId"), metavar="ID", help="The user's ID (24 hex digits)."

@@ -8,7 +8,7 @@ import click
 
 from ...sources import SourceError, count_rows, open_source
 from .._app import api_options
-from .._common import GlobalOptions, ObjectIdType, fail, finish, is_terminal, one_line, run_async
+from .._common import GlobalOptions, fail, finish, instance_option, is_terminal, one_line, run_async
 from .._importing import run_import
 from .._output import ProgressMode
 
@@ -17,14 +17,7 @@ __all__ = ["import_members"]
 
 @click.command("import")
 @click.argument("file", metavar="FILE|-")
-@click.option(
-    "--instance",
-    "instance_id",
-    required=True,
-    type=ObjectIdType("instanceId"),
-    metavar="ID",
-    help="The instance's ID (24 hex digits).",
-)
+@instance_option
 @click.option(
     "--format",
     "fmt",

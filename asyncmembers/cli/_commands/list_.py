@@ -9,7 +9,7 @@ import click
 from ...client import Client
 from ...models import InstanceMembers
 from .._app import api_options
-from .._common import EXIT_OK, GlobalOptions, ObjectIdType, finish, is_terminal, run_async
+from .._common import EXIT_OK, GlobalOptions, finish, instance_option, is_terminal, run_async
 from .._output import out_console, print_members_table, write_members_csv, write_members_json
 
 __all__ = ["list_members"]
@@ -37,14 +37,7 @@ async def _fetch(
 
 
 @click.command("list")
-@click.option(
-    "--instance",
-    "instance_id",
-    required=True,
-    type=ObjectIdType("instanceId"),
-    metavar="ID",
-    help="The instance's ID (24 hex digits).",
-)
+@instance_option
 @click.option(
     "--sort-field",
     type=click.Choice(["email", "role"], case_sensitive=False),
