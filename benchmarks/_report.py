@@ -182,6 +182,11 @@ def render_markdown(
         out += ["", "## Profiles", "", "```"]
         out += profiles
         out += ["```"]
+    # Before/after of hot-path fixes is kept by hand (it spans runs at several commits).
+    history = os.path.join(os.path.dirname(os.path.abspath(__file__)), "HISTORY.md")
+    if os.path.exists(history):
+        with open(history, encoding="utf-8") as f:
+            out += ["", f.read().rstrip()]
     return "\n".join(out) + "\n"
 
 
