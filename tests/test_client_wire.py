@@ -17,7 +17,7 @@ from yarl import URL
 
 import asyncmembers as am
 
-BASE = "https://api.losant.com"
+BASE = "https://api.losant.com"  # every request is answered by aioresponses, in process
 IID = "575ec8687ae143cd83dc4a97"
 UID = "675ed18f7ae143cd83dc4bb7"
 MEMBERS = f"{BASE}/instances/{IID}/members"
@@ -64,6 +64,17 @@ def sent_headers(client: am.Client, kw: dict[str, Any]) -> dict[str, str]:
     merged = dict(session.headers)
     merged.update(kw.get("headers") or {})
     return merged
+
+
+def answer_429(m: aioresponses, retry_after: str, *, repeat: bool = False) -> None:
+    """The list endpoint answers 429 TooManyRequests with this Retry-After header."""
+    m.get(
+        MEMBERS,
+        status=429,
+        payload={"type": "TooManyRequests", "message": "slow"},
+        headers={"Retry-After": retry_after},
+        repeat=repeat,
+    )
 
 
 def member(**over: Any) -> dict[str, Any]:
@@ -314,12 +325,7 @@ async def test_get_retries_500(mocked: aioresponses, client: am.Client) -> None:
 
 
 async def test_429_waits_retry_after_seconds(mocked: aioresponses, client: am.Client) -> None:
-    mocked.get(
-        MEMBERS,
-        status=429,
-        payload={"type": "TooManyRequests", "message": "slow"},
-        headers={"Retry-After": "1"},
-    )
+    answer_429(mocked, "1")
     mocked.get(MEMBERS, payload={"items": []})
     await client.instance_members.get(instanceId=IID)
     assert client.sleeps == [1.0]  # type: ignore[attr-defined]
@@ -327,12 +333,7 @@ async def test_429_waits_retry_after_seconds(mocked: aioresponses, client: am.Cl
 
 async def test_429_waits_until_http_date(mocked: aioresponses, client: am.Client) -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
-    mocked.get(
-        MEMBERS,
-        status=429,
-        payload={"type": "TooManyRequests", "message": "slow"},
-        headers={"Retry-After": when},
-    )
+    answer_429(mocked, when)
     mocked.get(MEMBERS, payload={"items": []})
     await client.instance_members.get(instanceId=IID)
     [slept] = client.sleeps  # type: ignore[attr-defined]
@@ -341,12 +342,7 @@ async def test_429_waits_until_http_date(mocked: aioresponses, client: am.Client
 
 async def test_429_real_sleep_is_about_retry_after(mocked: aioresponses) -> None:
     """The one test that really sleeps: the default sleep honours Retry-After: 1."""
-    mocked.get(
-        MEMBERS,
-        status=429,
-        payload={"type": "TooManyRequests", "message": "slow"},
-        headers={"Retry-After": "1"},
-    )
+    answer_429(mocked, "1")
     mocked.get(MEMBERS, payload={"items": []})
     async with am.Client(TOKEN) as c:
         start = time.monotonic()
@@ -355,12 +351,7 @@ async def test_429_real_sleep_is_about_retry_after(mocked: aioresponses) -> None
 
 
 async def test_retry_after_beyond_max_is_not_waited_out(mocked: aioresponses) -> None:
-    mocked.get(
-        MEMBERS,
-        status=429,
-        payload={"type": "TooManyRequests", "message": "slow"},
-        headers={"Retry-After": "3600"},
-    )
+    answer_429(mocked, "3600")
     async with am.Client(TOKEN, retry=am.RetryPolicy(max_retry_after=10)) as c:
         with pytest.raises(am.RateLimitError) as info:
             await c.instance_members.get(instanceId=IID)
@@ -371,13 +362,7 @@ async def test_retry_after_beyond_max_is_not_waited_out(mocked: aioresponses) ->
 async def test_exhausted_429_raises_rate_limit_error(
     mocked: aioresponses, client: am.Client
 ) -> None:
-    mocked.get(
-        MEMBERS,
-        status=429,
-        payload={"type": "TooManyRequests", "message": "slow"},
-        headers={"Retry-After": "2"},
-        repeat=True,
-    )
+    answer_429(mocked, "2", repeat=True)
     with pytest.raises(am.RateLimitError) as info:
         await client.instance_members.get(instanceId=IID)
     assert info.value.retry_after == 2
@@ -413,13 +398,7 @@ async def test_attempts_one_disables_retries(mocked: aioresponses) -> None:
 
 async def test_total_timeout_bounds_retries(mocked: aioresponses) -> None:
     """A wait that would end past RetryPolicy.timeout is not started."""
-    mocked.get(
-        MEMBERS,
-        status=429,
-        payload={"type": "TooManyRequests", "message": "x"},
-        headers={"Retry-After": "5"},
-        repeat=True,
-    )
+    answer_429(mocked, "5", repeat=True)
     async with am.Client(TOKEN, retry=am.RetryPolicy(attempts=10, timeout=2)) as c:
         with pytest.raises(am.RateLimitError):
             await c.instance_members.get(instanceId=IID)

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 import asyncmembers as am
 from asyncmembers.sources import MAX_ROW_BYTES, SourceError, SourceRow, open_source
 from asyncmembers.testing import FakeLosantServer
+from tests._strategies import damaged
 
 TOKEN = "fuzz-secret-token"
 READER = "fuzz-reader-token"
@@ -182,21 +183,6 @@ HEADERS = st.one_of(
     ),
     st.lists(st.sampled_from(["email", "userId", "role", "note", "", "a,b", "l\nb"]), max_size=4),
 )
-
-
-@st.composite
-def damaged(draw: st.DrawFn, data: bytes) -> bytes:
-    """Sometimes (one time in four) cut, splice random bytes into, or prefix ``data``."""
-    if draw(st.integers(0, 3)):
-        return data
-    if data and draw(st.booleans()):
-        data = data[: draw(st.integers(0, len(data)))]
-    if draw(st.booleans()):
-        at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.binary(max_size=6)) + data[at:]
-    if draw(st.booleans()):
-        data = draw(st.sampled_from([b"\xef\xbb\xbf", b"\xff\xfe", b"\n\n", b"\x00"])) + data
-    return data
 
 
 def encode(text: str, encoding: str) -> bytes:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from asyncmembers.errors import ValidationError
 from asyncmembers.models import InstanceMemberPost
 from asyncmembers.sources import MAX_ROW_BYTES, SourceError, open_source
+from tests._strategies import damaged
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FORMATS = st.sampled_from(["csv", "jsonl", "json", None])
@@ -151,23 +152,6 @@ def encode(text: str, encoding: str) -> bytes:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, data: bytes) -> bytes:
-    """Optionally damage ``data``: cut it, splice in random bytes, add a BOM."""
-    if draw(st.integers(0, 2)):
-        return data
-    if data and draw(st.booleans()):
-        data = data[: draw(st.integers(0, len(data)))]
-    if draw(st.booleans()):
-        at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.binary(max_size=8)) + data[at:]
-    if draw(st.booleans()):
-        data = (
-            draw(st.sampled_from([b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\n\n", b" "])) + data
-        )
-    return data
-
-
-@st.composite
 def csv_files(draw: st.DrawFn) -> bytes:
     header = draw(st.one_of(GOOD_HEADERS, st.lists(HEADER_NAMES, max_size=5)))
     out = io.StringIO()
@@ -183,7 +167,7 @@ def csv_files(draw: st.DrawFn) -> bytes:
             row = row[: draw(st.integers(0, len(row)))] + draw(st.lists(VALUES, max_size=2))
         writer.writerow(row)
     data = encode(out.getvalue(), draw(ENCODINGS))
-    return draw(mutated(data))
+    return draw(damaged(data, one_in=3))
 
 
 json_values = st.recursive(
@@ -212,7 +196,7 @@ def jsonl_files(draw: st.DrawFn) -> bytes:
         at = draw(st.integers(0, len(lines)))
         lines.insert(at, draw(st.sampled_from(["", "   ", "{", "[1,", "nope", '{"a":1}{"b":2}'])))
     text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
-    return draw(mutated(encode(text, draw(ENCODINGS))))
+    return draw(damaged(encode(text, draw(ENCODINGS)), one_in=3))
 
 
 @st.composite
@@ -226,7 +210,7 @@ def json_files(draw: st.DrawFn) -> bytes:
             + text
             + draw(st.sampled_from(["", "\n", ",", "]", "[]"]))
         )
-    return draw(mutated(encode(text, draw(ENCODINGS))))
+    return draw(damaged(encode(text, draw(ENCODINGS)), one_in=3))
 
 
 @FAST
