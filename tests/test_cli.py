@@ -17,7 +17,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from asyncmembers.cli import _output, cli
-from asyncmembers.cli._commands import import_ as import_command
 from asyncmembers.testing import FakeLosantServer, Faults
 
 IID = "575ec8687ae143cd83dc4a97"
@@ -377,7 +376,7 @@ async def test_import_progress_bar_on_a_terminal(
 
         return Console(file=sys.stderr, force_terminal=True, width=100)
 
-    monkeypatch.setattr(import_command, "is_terminal", lambda stream=None: True)
+    monkeypatch.setattr(_output, "is_terminal", lambda stream=None: True)
     monkeypatch.setattr(_output, "err_console", terminal_console)
     path = write(tmp_path / "members.csv", CSV_OK + "broken@,view,x\n")
     result = await run(losant_server, "import", str(path), "--instance", IID)

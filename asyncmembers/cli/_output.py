@@ -34,6 +34,7 @@ from ..bulk import BulkResult, ItemFailure, Outcome
 from ..errors import BadRequestError, LosantError, ValidationError
 from ..models import InstanceMember, InstanceMembers, converter
 from ..report import guard_cell
+from ._common import is_terminal
 
 __all__ = [
     "MEMBER_COLUMNS",
@@ -47,6 +48,7 @@ __all__ = [
     "print_failures",
     "print_members_table",
     "print_summary",
+    "progress_mode",
     "write_members_csv",
     "write_members_json",
 ]
@@ -65,6 +67,13 @@ MEMBER_COLUMNS: Final = (
 )
 
 ProgressMode = Literal["rich", "plain", "none"]
+
+
+def progress_mode(no_progress: bool) -> ProgressMode:
+    """A live bar when stderr is a terminal, plain periodic lines otherwise, or nothing."""
+    if no_progress:
+        return "none"
+    return "rich" if is_terminal(sys.stderr) else "plain"
 
 #: Seconds between progress lines when stderr is not a terminal.
 PLAIN_INTERVAL: Final = 2.0

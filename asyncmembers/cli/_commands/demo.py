@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import secrets
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,9 @@ from ...client import Client
 from ...errors import ValidationError
 from ...sources import SourceRow, count_rows, open_source
 from ...testing import FakeLosantServer, Faults
-from .._common import EXIT_FAILED, EXIT_OK, finish, is_terminal, run_async
+from .._common import EXIT_FAILED, EXIT_OK, finish, run_async
 from .._importing import ImportRun, run_import
-from .._output import ProgressMode, out_console, print_members_table
+from .._output import ProgressMode, out_console, print_members_table, progress_mode
 
 __all__ = ["DEMO_FAULTS", "demo"]
 
@@ -152,13 +151,7 @@ def demo(errors_path: Path | None, no_progress: bool) -> None:
     """
     if errors_path is None:
         errors_path = Path(tempfile.mkdtemp(prefix="asyncmembers-demo-")) / "errors.csv"
-    mode: ProgressMode
-    if no_progress:
-        mode = "none"
-    elif is_terminal(sys.stderr):
-        mode = "rich"
-    else:
-        mode = "plain"
+    mode = progress_mode(no_progress)
     token = secrets.token_urlsafe(16)  # the demo's own; nothing real is ever used
     with _sample_path() as sample:
         run, check = run_async(_run(errors=errors_path, progress=mode, sample=sample, token=token))

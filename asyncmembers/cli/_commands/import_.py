@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ...sources import SourceError, count_rows, open_source
 from .._app import api_options
-from .._common import GlobalOptions, fail, finish, instance_option, is_terminal, one_line, run_async
+from .._common import GlobalOptions, fail, finish, instance_option, one_line, run_async
 from .._importing import run_import
-from .._output import ProgressMode
+from .._output import progress_mode
 
 __all__ = ["import_members"]
 
@@ -91,13 +89,7 @@ def import_members(
     except SourceError as exc:
         fail(one_line(exc))
     total = None if file == "-" else count_rows(file, format=fmt)
-    mode: ProgressMode
-    if no_progress:
-        mode = "none"
-    elif is_terminal(sys.stderr):
-        mode = "rich"
-    else:
-        mode = "plain"
+    mode = progress_mode(no_progress)
 
     async def go() -> int:
         async with client:
