@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 import asyncmembers as am
 from asyncmembers.sources import MAX_ROW_BYTES, SourceError, SourceRow, open_source
 from asyncmembers.testing import FakeLosantServer
-from tests._strategies import damaged
+from tests._shared import HOSTILE_VALUES, damaged, identities
 
 TOKEN = "fuzz-secret-token"
 READER = "fuzz-reader-token"
@@ -95,44 +95,7 @@ def env() -> Iterator[Env]:
 # -- hostile values -------------------------------------------------------------------------
 
 HOSTILE = st.sampled_from(
-    [
-        "",
-        " ",
-        "bob@example.com",
-        " Bob@Example.COM ",
-        "jürgen@bücher.de",
-        "用户@例子.广告",
-        "ǅemo@example.com",
-        "İnfo@example.com",
-        "bad@",
-        "@",
-        "a@b",
-        "a b@example.com",
-        "675ed18f7ae143cd83dc4bb7",
-        "675ED18F7AE143CD83DC4BB7",
-        "675ed18f7ae143cd83dc4bb",
-        "admin",
-        " VIEW ",
-        "Admin\u00a0",
-        "owner",
-        "=cmd|'/c calc'!A0",
-        "'=HYPERLINK(\"http://x\")",
-        "+1",
-        "-2@example.com",
-        "@SUM(A1)",
-        "\t=x",
-        "a,b",
-        'say "hi"',
-        "multi\nline",
-        "cr\rlf\r\n",
-        "nul\x00byte@example.com",
-        "\ufeff",
-        "\u200bzero@example.com",
-        "\ud800@example.com",
-        "x" * 1100 + "@example.com",
-        "*@example.com",
-        "a?c@example.com",
-    ]
+    list(HOSTILE_VALUES)
 )
 TEXT = st.one_of(HOSTILE, st.text(max_size=30), st.text(alphabet="ab@.,\"'\n\r =+-\x00é", max_size=20))
 GOOD_EMAIL = st.builds(
@@ -255,15 +218,6 @@ def json_files(draw: st.DrawFn) -> bytes:
 
 
 # -- the end-to-end check -------------------------------------------------------------------
-
-
-def identities(post: am.InstanceMemberPost) -> set[str]:
-    out = set()
-    if post.email is not None:
-        out.add("e:" + post.email.lower())
-    if post.user_id is not None:
-        out.add("u:" + post.user_id.lower())
-    return out
 
 
 def import_file(env: Env, path: Path, concurrency: int = 4) -> None:

@@ -33,6 +33,7 @@ import pytest
 
 import asyncmembers as am
 from asyncmembers.testing import FakeLosantServer, FaultKind, Faults
+from tests._shared import identities
 
 IID = "575ec8687ae143cd83dc4a97"
 TOKEN = "soak-secret-token"
@@ -146,12 +147,7 @@ def row_identities(row: Any) -> set[str]:
         post = am.InstanceMemberPost.coerce(row)
     except am.ValidationError:
         return set()
-    out = set()
-    if post.email is not None:
-        out.add("e:" + post.email.lower())
-    if post.user_id is not None:
-        out.add("u:" + post.user_id.lower())
-    return out
+    return identities(post)
 
 
 # -- the checks -----------------------------------------------------------------------------

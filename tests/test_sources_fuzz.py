@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from asyncmembers.errors import ValidationError
 from asyncmembers.models import InstanceMemberPost
 from asyncmembers.sources import MAX_ROW_BYTES, SourceError, open_source
-from tests._strategies import damaged
+from tests._shared import HOSTILE_VALUES, damaged
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FORMATS = st.sampled_from(["csv", "jsonl", "json", None])
@@ -44,34 +44,7 @@ HEADER_NAMES = st.sampled_from(
 )
 VALUES = st.one_of(
     st.sampled_from(
-        [
-            "",
-            " ",
-            "bob@example.com",
-            " Bob@Example.COM ",
-            "jürgen@bücher.de",
-            "用户@例子.广告",
-            "bad@",
-            "@",
-            "675ed18f7ae143cd83dc4bb7",
-            "675ED18F7AE143CD83DC4BB7",
-            "admin",
-            " VIEW ",
-            "owner",
-            "=cmd()",
-            "'=cmd()",
-            "+1",
-            "-2",
-            "@SUM(A1)",
-            "\t=x",
-            "a,b",
-            'say "hi"',
-            "multi\nline",
-            "cr\rlf\r\n",
-            "nul\x00byte",
-            "\ufeff",
-            "\ud800",
-        ]
+        list(HOSTILE_VALUES)
     ),
     st.text(max_size=40),
     st.text(alphabet="ab,\"'\n\r =+-@\x00é", max_size=30),
