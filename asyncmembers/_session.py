@@ -85,11 +85,6 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-@attrs.define(slots=True)
-class _CallState:
-    ambiguous: bool = False
-
-
 _CONTENT_TYPE_JSON: Mapping[str, str] = CIMultiDictProxy(
     CIMultiDict({"Content-Type": "application/json"})
 )
@@ -267,10 +262,12 @@ class Session:
         if losantdomain:
             headers = {**(headers or {}), "losantdomain": losantdomain}
         idempotent = method == "GET"
-        state = _CallState()
+        # Set once an attempt may have been applied: from then on, look before resending.
+        ambiguous = False
 
         async def attempt() -> Any:
-            if state.ambiguous and confirm is not None:
+            nonlocal ambiguous
+            if ambiguous and confirm is not None:
                 found = await confirm(deadline)
                 if found is not None:
                     return found
@@ -281,14 +278,14 @@ class Session:
             except BadRequestError:
                 # A 400 (e.g. "already a member") after an attempt that may have been
                 # applied: the earlier attempt may be why. Look before reporting failure.
-                if state.ambiguous and confirm is not None:
+                if ambiguous and confirm is not None:
                     found = await confirm(deadline)
                     if found is not None:
                         return found
                 raise
             except LosantError as exc:
                 if not idempotent and _is_ambiguous(exc):
-                    state.ambiguous = True
+                    ambiguous = True
                 raise
 
         # Fast path: the first attempt runs directly. tenacity's machinery costs tens of
@@ -303,7 +300,7 @@ class Session:
                 attempt, first_failure, method, path, idempotent, confirm is not None, gate, deadline
             )
         except LosantError as exc:
-            if not state.ambiguous or confirm is None or isinstance(exc, _DEFINITIVE):
+            if not ambiguous or confirm is None or isinstance(exc, _DEFINITIVE):
                 raise
             # Giving up after an attempt that may have been applied (the last one, or one
             # before it): look once more, or a member that exists is reported as failed.

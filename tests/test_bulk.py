@@ -83,6 +83,7 @@ async def test_soak_every_fault_at_once(seed: int, concurrency: int) -> None:
     assert sorted(got) == sorted(emails)  # exactly the valid rows, once each
     assert {f.index for f in result.failures} == invalid
     assert all(isinstance(f.error, am.ValidationError) for f in result.failures)
+    assert result.failures_by_type() == {"ValidationError": len(invalid)}
     assert result.total == len(rows) == result.created + result.skipped + len(result.failures)
     assert result.created == len(emails)
     assert result.skipped == len(rows) - len(emails) - len(invalid)

@@ -64,12 +64,6 @@ class Pacer:
         self.requests = 0
         self.posts = 0
         self.rate_limited = 0
-        self.peak_in_flight = 0
-
-    @property
-    def rate(self) -> float | None:
-        """The adaptive rate in requests/s, or None before the first 429."""
-        return self._rate
 
     @property
     def concurrency_limit(self) -> int:
@@ -92,8 +86,6 @@ class Pacer:
 
     def _take_slot(self) -> None:
         self._in_flight += 1
-        if self._in_flight > self.peak_in_flight:
-            self.peak_in_flight = self._in_flight
         self.requests += 1
 
     async def _wait_for_turn(self) -> None:
