@@ -2,6 +2,7 @@
 
 import logging
 
+from ._version import __version__
 from .bulk import BulkResult, ItemFailure, Outcome, bulk_import
 from .client import Client
 from .errors import (
@@ -18,8 +19,6 @@ from .errors import (
 )
 from .models import InstanceMember, InstanceMemberPost, InstanceMembers, Role
 from .retry import RetryPolicy
-
-__version__ = "0.1.0"
 
 # A library never configures logging; the application decides where "asyncmembers" goes.
 logging.getLogger("asyncmembers").addHandler(logging.NullHandler())

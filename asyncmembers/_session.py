@@ -24,6 +24,7 @@ from tenacity.stop import stop_base
 from yarl import URL
 
 from . import _schema
+from ._version import __version__
 from .errors import (
     BadRequestError,
     ClientClosedError,
@@ -43,7 +44,7 @@ __all__ = ["AttemptGate", "Session"]
 logger = logging.getLogger("asyncmembers")
 
 DEFAULT_ACCEPT_VERSION = "^1.29.3"
-USER_AGENT = "asyncmembers/0.1 (+aiohttp)"
+USER_AGENT = f"asyncmembers/{__version__} (+aiohttp)"
 
 _NO_RETRY_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectorCertificateError,

@@ -7,7 +7,6 @@ error stopped the run (401, 403, unknown instance); 130 interrupted.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from collections.abc import Coroutine
@@ -17,6 +16,7 @@ import attrs
 import click
 
 from .. import _schema
+from .._runtime import run
 from ..client import DEFAULT_URL, Client
 from ..errors import (
     ForbiddenError,
@@ -237,7 +237,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     a traceback) and exits per :func:`exit_code_for`; Ctrl-C exits 130.
     """
     try:
-        return asyncio.run(coro)
+        return run(coro)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         finish(EXIT_INTERRUPTED)

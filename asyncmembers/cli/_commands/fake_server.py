@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 
 import click
 
+from ..._runtime import run
 from ...testing import DEFAULT_INSTANCE_ID, DEFAULT_TOKEN, FakeLosantServer, Faults, serve_forever
 from .._common import EXIT_OK, ObjectIdType, fail, finish
 
@@ -154,7 +154,7 @@ def fake_server(
         click.echo("Serving; press Ctrl-C to stop.", err=True)
 
     try:
-        received = asyncio.run(serve_forever(server, on_ready=ready))
+        received = run(serve_forever(server, on_ready=ready))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     except KeyboardInterrupt:  # a signal before the handlers were installed
