@@ -3,7 +3,7 @@
 import logging
 
 from ._version import __version__
-from .bulk import BulkResult, ItemFailure, Outcome, bulk_import
+from .bulk import BulkResult, ItemFailure, Outcome, Progress, SyncResult, bulk_import, sync_members
 from .client import Client
 from .errors import (
     BadRequestError,
@@ -36,13 +36,16 @@ __all__ = [
     "LosantError",
     "NotFoundError",
     "Outcome",
+    "Progress",
     "RateLimitError",
     "RetryPolicy",
     "Role",
     "ServerError",
+    "SyncResult",
     "TransportError",
     "UnauthorizedError",
     "ValidationError",
     "__version__",
     "bulk_import",
+    "sync_members",
 ]

@@ -1,0 +1,525 @@
+"""The engine under ``bulk_import`` and ``sync_members``: one pool, three operations.
+
+Shape: a feeder task turns the input into jobs (add, update role, remove) and puts only
+those that need a request on a small bounded queue; a fixed pool of ``concurrency`` workers
+runs them through one shared :class:`Pacer` (429 pauses, adaptive rate). Every row ends
+with exactly one outcome, counted once in the result, the :class:`Progress`, the journal
+and ``on_outcome``; failures are counted by type and kept only as a bounded sample.
+
+A fatal error (:attr:`LosantError.fatal`: 401, 403, unknown instance, closed client), a
+failing journal or a raising ``on_outcome`` stops every task at once; the error is raised
+with the partial result attached (``.result``). Memory does not grow with the input: the
+queue holds at most ``concurrency`` jobs and successes are counted, not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import Any, NoReturn
+
+from .. import _schema
+from ..client import Client
+from ..errors import (
+    BadRequestError,
+    ClientClosedError,
+    ForbiddenError,
+    LosantError,
+    NotFoundError,
+    UnauthorizedError,
+    ValidationError,
+)
+from ..models import InstanceMemberPost, MemberLike
+from ._digest import MemberTable
+from ._journal import Journal
+from ._pacing import Pacer
+from ._result import BulkResult, ItemFailure, Outcome, Progress, SyncResult, _check_kept
+
+__all__ = ["ADD", "PATCH", "REMOVE", "Engine", "Job", "check_settings", "member_keys"]
+
+logger = logging.getLogger("asyncmembers")
+
+ADD, PATCH, REMOVE = 0, 1, 2
+
+#: A job: (operation, row index, row as given, validated post or None, member keys,
+#: userId of the member to change or None).
+Job = tuple[int, int, object, InstanceMemberPost | None, tuple[str, ...], str | None]
+
+Rows = Iterable[MemberLike] | AsyncIterable[MemberLike]
+
+
+class Stop(Exception):
+    """Raised inside the task group to stop every task; carries the error to raise."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def member_keys(post: InstanceMemberPost) -> tuple[str, ...]:
+    """The identities a row names: ``u:`` + userId and/or ``e:`` + email, lower-cased."""
+    if post.user_id is not None and post.email is not None:
+        return ("u:" + post.user_id.lower(), "e:" + post.email.lower())
+    if post.user_id is not None:
+        return ("u:" + post.user_id.lower(),)
+    assert post.email is not None
+    return ("e:" + post.email.lower(),)
+
+
+def is_fatal(exc: LosantError) -> bool:
+    """True when ``exc`` stops the whole run (errors.py classifies; see LosantError.fatal)."""
+    fatal = getattr(exc, "fatal", None)
+    if isinstance(fatal, bool):
+        return fatal
+    if isinstance(exc, NotFoundError):  # pragma: no cover - before LosantError.fatal existed
+        return (exc.path or "").endswith("/members")
+    return isinstance(exc, UnauthorizedError | ForbiddenError | ClientClosedError)
+
+
+def with_result(exc: BaseException, result: object) -> BaseException:
+    """``exc`` with the partial result attached (a copy, for a LosantError)."""
+    attach = getattr(exc, "with_result", None) if isinstance(exc, LosantError) else None
+    if callable(attach):
+        out: BaseException = attach(result)
+        return out
+    exc.result = result  # type: ignore[attr-defined]  # the caller's own error, or pre-0.2
+    return exc
+
+
+def raise_with_result(exc: BaseException, result: object) -> NoReturn:
+    out = with_result(exc, result)
+    if out is exc:
+        # "from its own cause": keeps the cause it came with, drops the internal context.
+        raise exc from exc.__cause__
+    raise out
+
+
+def check_settings(concurrency: object, max_rate: object, max_failures_kept: object) -> int | None:
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValidationError(
+            f"concurrency must be a whole number of at least 1 (how many requests may be in "
+            f"flight at once, e.g. 16), got {concurrency!r}",
+            field="concurrency",
+        )
+    if max_rate is not None and (
+        not isinstance(max_rate, int | float)
+        or isinstance(max_rate, bool)
+        or not 0 < max_rate < math.inf
+    ):
+        raise ValidationError(
+            f"max_rate must be requests per second greater than zero, or None for no limit; "
+            f"got {max_rate!r}",
+            field="max_rate",
+        )
+    return _check_kept(max_failures_kept)
+
+
+def check_progress(progress: object) -> Progress | None:
+    if progress is None or isinstance(progress, Progress):
+        return progress
+    raise ValidationError(
+        f"progress must be an asyncmembers.Progress or None, got {type(progress).__name__}",
+        field="progress",
+    )
+
+
+class _WorkerGate:
+    """A worker's view of the shared Pacer that also counts the worker's sends."""
+
+    __slots__ = ("pacer", "sends")
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self.sends = 0
+
+    async def acquire(self, deadline: float) -> None:
+        await self.pacer.acquire(deadline)
+
+    def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+        if method != "GET":
+            self.sends += 1
+        self.pacer.release(method, status, retry_after)
+
+
+class Engine:
+    """The state of one run: result, progress, journal, pacer, and the worker pool."""
+
+    def __init__(
+        self,
+        client: Client,
+        instance_id: str,
+        *,
+        result: BulkResult | SyncResult,
+        concurrency: int,
+        max_rate: float | None,
+        on_outcome: Callable[[Outcome], None] | None,
+        losantdomain: str | None,
+        progress: Progress | None,
+    ) -> None:
+        self.client = client
+        self.instance_id = instance_id
+        self.path = f"/instances/{instance_id}/members"
+        self.concurrency = concurrency
+        self.max_rate = max_rate
+        self.losantdomain = losantdomain
+        self.on_outcome = on_outcome
+        self.result = result
+        self.sync = isinstance(result, SyncResult)
+        self.progress = progress
+        self.journal: Journal | None = None
+        self.pacer: Pacer | None = None
+        self.gates: list[_WorkerGate] = []
+        self.first_sends = 0
+        self.input_error: BaseException | None = None
+        self.started = time.perf_counter()
+        if progress is not None:
+            progress.started = self.started
+            progress.finished = False
+            progress.ended = None
+        #: Set by bulk_import: what to do with a row the server says is already a member.
+        self.on_already: Callable[[Job, _WorkerGate], Awaitable[None]] | None = None
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def finish(self) -> BulkResult | SyncResult:
+        r = self.result
+        r.elapsed = time.perf_counter() - self.started
+        if self.pacer is not None:
+            r.requests = self.pacer.requests
+            r.rate_limited = self.pacer.rate_limited
+            r.retries = max(0, sum(g.sends for g in self.gates) - self.first_sends)
+        if self.progress is not None and not self.progress.finished:
+            self.progress.finished = True
+            self.progress.ended = time.perf_counter()
+        return r
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def new_gate(self) -> _WorkerGate:
+        assert self.pacer is not None
+        gate = _WorkerGate(self.pacer)
+        self.gates.append(gate)
+        return gate
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def done(
+        self,
+        index: int,
+        member: object,
+        kind: str,
+        keys: tuple[str, ...] = (),
+        reason: str | None = None,
+        error: LosantError | None = None,
+        category: str | None = None,
+        retries: int = 0,
+        journal_as: str | None = None,
+    ) -> None:
+        """Account for one row (or removal), once: result, progress, journal, callback."""
+        r = self.result
+        p = self.progress
+        r.total += 1
+        if kind == "failed":
+            assert error is not None
+            r.failed += 1
+            r._failures.add(ItemFailure(index, member, error))
+            if p is not None:
+                p.failed += 1
+        elif kind == "created":
+            if isinstance(r, BulkResult):
+                r.created += 1
+            else:
+                r.added += 1
+            if p is not None:
+                p.created += 1
+        elif kind == "skipped":
+            assert isinstance(r, BulkResult)
+            r.skipped += 1
+            cat = category or reason or "skipped"
+            r.skipped_by_reason[cat] = r.skipped_by_reason.get(cat, 0) + 1
+            if p is not None:
+                p.skipped += 1
+        elif kind == "updated":
+            r.updated += 1
+            if p is not None:
+                p.updated += 1
+        elif kind == "removed":
+            assert isinstance(r, SyncResult)
+            r.removed += 1
+            if p is not None:
+                p.removed += 1
+        else:
+            assert kind == "unchanged" and isinstance(r, SyncResult)
+            r.unchanged += 1
+            if p is not None:
+                p.skipped += 1
+        if p is not None:
+            p.done += 1
+        if self.journal is not None and not r.dry_run:
+            self.journal.record(index, keys, journal_as or kind)
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(Outcome(index, member, kind, reason, error, retries))  # type: ignore[arg-type]
+            except Exception as exc:
+                # The caller's callback failed: stop everything; this row is counted once.
+                exc.add_note(f"raised by on_outcome for row {index}; the run was stopped")
+                raise Stop(exc) from exc
+
+    def fail_or_stop(
+        self, job: Job, exc: LosantError, retries: int, keys: tuple[str, ...] | None = None
+    ) -> None:
+        if is_fatal(exc):
+            raise Stop(exc) from exc
+        self.done(
+            job[1], job[2], "failed", job[4] if keys is None else keys, error=exc, retries=retries
+        )
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def run(
+        self,
+        feed: Callable[[asyncio.Queue[Job | None]], Awaitable[None]],
+        *,
+        workers: int,
+        background: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Run ``feed`` and ``workers`` workers (and ``background`` until they are done)."""
+        if self.pacer is None:
+            self.pacer = Pacer(self.concurrency, self.max_rate)
+        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.concurrency)
+
+        async def feeder() -> None:
+            try:
+                await feed(queue)
+            except Stop:
+                raise
+            except Exception as exc:
+                # The input failed part-way (e.g. a SourceError at line N): the rows read
+                # before it are still finished by the workers, so each one is accounted
+                # for (and none is left applied but unreported); then the error is raised.
+                self.input_error = exc
+            for _ in range(workers):
+                await queue.put(None)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                side = tg.create_task(background()) if background is not None else None
+                pool = [tg.create_task(feeder())]
+                pool += [tg.create_task(self._work(queue)) for _ in range(workers)]
+                if side is not None:
+                    tg.create_task(_cancel_when_done(pool, side))
+        # Raised on their own, not in the task group's ExceptionGroup. "from its own
+        # cause" keeps the cause each came with (the OSError under a journal write, the
+        # aiohttp error under a TransportError) and keeps the group out of the traceback.
+        except* Stop as group:
+            raise group.exceptions[0] from None
+        except* Exception as group:
+            first = group.exceptions[0]
+            raise first from first.__cause__
+        if self.input_error is not None:
+            raise self.input_error
+
+    async def _work(self, queue: asyncio.Queue[Job | None]) -> None:
+        gate = self.new_gate()  # one per worker: counts this worker's sends
+        ops = (self._add, self._patch, self._remove)
+        while (job := await queue.get()) is not None:
+            await ops[job[0]](job, gate)
+
+    async def _add(self, job: Job, gate: _WorkerGate) -> None:
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        self.first_sends += 1
+        before = gate.sends
+        try:
+            await self.client.instance_members.add_raw(
+                self.path, post, losantdomain=self.losantdomain, gate=gate
+            )
+        except BadRequestError as exc:
+            if exc.already_member and self.on_already is not None:
+                await self.on_already(job, gate)
+            elif exc.already_member and self.sync:
+                # Planned as missing, but the server has it (added meanwhile): no change.
+                self.done(
+                    index,
+                    item,
+                    "unchanged",
+                    keys,
+                    "already a member",
+                    retries=gate.sends - before - 1,
+                )
+            else:
+                self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
+        except LosantError as exc:
+            self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
+        else:
+            self.done(index, item, "created", keys, retries=max(0, gate.sends - before - 1))
+
+    async def patch_role(self, job: Job, gate: _WorkerGate, user_id: str) -> int:
+        """PATCH the member's role to the row's; return the retries it took."""
+        post = job[3]
+        assert post is not None
+        path = f"{self.path}/{_schema.check_object_id(user_id, 'userId')}"
+        self.first_sends += 1
+        before = gate.sends
+        try:
+            await self.client.instance_member.patch_raw(  # type: ignore[attr-defined]
+                path, post.role.value, losantdomain=self.losantdomain, gate=gate
+            )
+        except LosantError as exc:
+            exc_retries = max(0, gate.sends - before - 1)
+            raise _Retried(exc, exc_retries) from exc
+        return max(0, gate.sends - before - 1)
+
+    async def _patch(self, job: Job, gate: _WorkerGate) -> None:
+        _, index, item, post, keys, user_id = job
+        assert user_id is not None and post is not None
+        try:
+            retries = await self.patch_role(job, gate, user_id)
+        except _Retried as failed:
+            self.fail_or_stop(job, failed.error, failed.retries)
+        else:
+            self.done(
+                index, item, "updated", keys, f"role changed to {post.role.value}", retries=retries
+            )
+
+    async def _remove(self, job: Job, gate: _WorkerGate) -> None:
+        _, index, item, _, keys, user_id = job
+        assert user_id is not None
+        path = f"{self.path}/{_schema.check_object_id(user_id, 'userId')}"
+        self.first_sends += 1
+        before = gate.sends
+        try:
+            # gone_ok: this run read the member as present, so a 404 (e.g. aiohttp's own
+            # resend of a DELETE the server had applied) means it is gone: a removal.
+            await self.client.instance_member.delete_raw(  # type: ignore[attr-defined]
+                path, losantdomain=self.losantdomain, gate=gate, gone_ok=True
+            )
+        except LosantError as exc:
+            self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
+        else:
+            self.done(
+                index,
+                item,
+                "removed",
+                keys,
+                "not in the list",
+                retries=max(0, gate.sends - before - 1),
+            )
+
+    # -- reading the instance --------------------------------------------------------------
+
+    async def read_members(self, table: MemberTable, gate: Any) -> None:
+        """Stream every current member into ``table`` (one GET, parsed incrementally)."""
+
+        async def consume(items: AsyncIterator[dict[str, Any]]) -> None:
+            table.clear()  # a retried read starts again from scratch
+            n = 0
+            async for item in items:
+                table.add_wire(item)
+                n += 1
+                if n % 1024 == 0:
+                    await asyncio.sleep(0)  # a huge instance never holds the loop long
+            table.ready = True
+
+        await scan_members(
+            self.client, self.path, consume, losantdomain=self.losantdomain, gate=gate
+        )
+
+
+class _Retried(Exception):
+    def __init__(self, error: LosantError, retries: int) -> None:
+        self.error = error
+        self.retries = retries
+
+
+async def _cancel_when_done(pool: list[asyncio.Task[None]], side: asyncio.Task[None]) -> None:
+    """Cancel the background task once the pool has finished (it only saves requests)."""
+    await asyncio.wait(pool)
+    side.cancel()
+
+
+async def scan_members(
+    client: Client,
+    path: str,
+    consume: Callable[[AsyncIterator[dict[str, Any]]], Awaitable[None]],
+    *,
+    losantdomain: str | None,
+    gate: Any,
+) -> None:
+    """``instance_members.scan_raw``: the members streamed to ``consume``."""
+    resource: Any = client.instance_members
+    scan = getattr(resource, "scan_raw", None)
+    if scan is not None:
+        await scan(path, consume, losantdomain=losantdomain, gate=gate)
+        return
+    # pragma: no cover - before scan_raw existed: one parsed GET, replayed as a stream.
+    data = await resource.list_raw(path, losantdomain=losantdomain, gate=gate)
+
+    async def items() -> AsyncIterator[dict[str, Any]]:
+        for item in data:
+            yield item
+
+    await consume(items())
+
+
+async def find_member(
+    client: Client,
+    path: str,
+    post: InstanceMemberPost,
+    *,
+    losantdomain: str | None,
+    gate: Any,
+) -> dict[str, Any] | None:
+    """``instance_members.find_raw``: the member a row names, or None."""
+    resource: Any = client.instance_members
+    find = getattr(resource, "find_raw", None)
+    if find is not None:
+        found: dict[str, Any] | None = await find(
+            path,
+            email=post.email if post.user_id is None else None,
+            user_id=post.user_id,
+            losantdomain=losantdomain,
+            gate=gate,
+        )
+        return found
+    # pragma: no cover - before find_raw existed
+    loop = asyncio.get_running_loop()
+    old: dict[str, Any] | None = await resource._find(
+        path, post, losantdomain, gate, loop.time() + 60
+    )
+    return old
+
+
+async def read_rows(rows: Rows, each: Callable[[int, Any], Awaitable[None] | None]) -> int:
+    """Call ``each(index, row)`` for every row, lazily; return how many rows there were.
+
+    ``each`` may return an awaitable (e.g. a queue put), which is awaited; a long run of
+    rows that need no request yields to the loop now and then so workers are not starved.
+    """
+    index = 0
+    if isinstance(rows, AsyncIterable):
+        iterator = aiter(rows)
+        try:
+            async for item in iterator:
+                pending = each(index, item)
+                index += 1
+                if pending is not None:
+                    await pending
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+    else:
+        for item in rows:
+            pending = each(index, item)
+            index += 1
+            if pending is not None:
+                await pending
+            elif index % 256 == 0:
+                await asyncio.sleep(0)
+    return index
