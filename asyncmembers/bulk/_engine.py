@@ -173,6 +173,8 @@ class Engine:
         self.gates: list[_WorkerGate] = []
         self.first_sends = 0
         self.input_error: BaseException | None = None
+        #: Set when the run must stop after the requests in flight (on_outcome raised).
+        self.stopping: BaseException | None = None
         self.started = time.perf_counter()
         if progress is not None:
             progress.started = self.started
@@ -266,9 +268,12 @@ class Engine:
             try:
                 self.on_outcome(Outcome(index, member, kind, reason, error, retries))  # type: ignore[arg-type]
             except Exception as exc:
-                # The caller's callback failed: stop everything; this row is counted once.
+                # The caller's callback failed: stop cleanly. No new row is read or sent;
+                # requests in flight finish and are counted (and journaled), so the
+                # partial result is the truth; the broken callback is not called again.
+                self.on_outcome = None
                 exc.add_note(f"raised by on_outcome for row {index}; the run was stopped")
-                raise Stop(exc) from exc
+                self.stopping = exc
 
     def fail_or_stop(
         self, job: Job, exc: LosantError, retries: int, keys: tuple[str, ...] | None = None
@@ -321,6 +326,8 @@ class Engine:
         except* Exception as group:
             first = group.exceptions[0]
             raise first from first.__cause__
+        if self.stopping is not None:
+            raise Stop(self.stopping)
         if self.input_error is not None:
             raise self.input_error
 
@@ -328,7 +335,8 @@ class Engine:
         gate = self.new_gate()  # one per worker: counts this worker's sends
         ops = (self._add, self._patch, self._remove)
         while (job := await queue.get()) is not None:
-            await ops[job[0]](job, gate)
+            if self.stopping is None:  # once stopping, queued jobs are dropped unsent
+                await ops[job[0]](job, gate)
 
     async def _add(self, job: Job, gate: _WorkerGate) -> None:
         _, index, item, post, keys, _ = job
@@ -495,17 +503,22 @@ async def find_member(
     return old
 
 
-async def read_rows(rows: Rows, each: Callable[[int, Any], Awaitable[None] | None]) -> int:
+async def read_rows(
+    rows: Rows, each: Callable[[int, Any], Awaitable[None] | None], engine: Engine
+) -> int:
     """Call ``each(index, row)`` for every row, lazily; return how many rows there were.
 
     ``each`` may return an awaitable (e.g. a queue put), which is awaited; a long run of
     rows that need no request yields to the loop now and then so workers are not starved.
+    Reading ends early once the engine is stopping.
     """
     index = 0
     if isinstance(rows, AsyncIterable):
         iterator = aiter(rows)
         try:
             async for item in iterator:
+                if engine.stopping is not None:
+                    break
                 pending = each(index, item)
                 index += 1
                 if pending is not None:
@@ -516,6 +529,8 @@ async def read_rows(rows: Rows, each: Callable[[int, Any], Awaitable[None] | Non
                 await aclose()
     else:
         for item in rows:
+            if engine.stopping is not None:
+                break
             pending = each(index, item)
             index += 1
             if pending is not None:

@@ -155,7 +155,7 @@ class _Import:
                 job = self._classify(index, item)
                 return None if job is None else queue.put(job)
 
-            await read_rows(members, each)  # type: ignore[arg-type]
+            await read_rows(members, each, engine)  # type: ignore[arg-type]
 
         await engine.run(
             feed,

@@ -153,7 +153,7 @@ class Journal:
             entry: Any = loads(first)
         except ValueError:
             entry = None
-        if not isinstance(entry, dict) or "asyncmembers_journal" not in entry:
+        if not isinstance(entry, dict) or "asyncmembers_journal" not in entry or len(entry) > 3:
             raise self._refuse(
                 "its first line is not an asyncmembers journal header (a damaged journal, or "
                 "not a journal at all, e.g. the input file)"
@@ -164,9 +164,10 @@ class Journal:
         other = entry.get("instanceId")
         if not isinstance(other, str) or other.lower() != self.instance_id:
             raise self._refuse(f"it belongs to instance {other}, not {self.instance_id}")
-        mode = entry.get("mode", "import")
+        # Version 1 (asyncmembers 0.1) journals were import journals without a mode.
+        mode = entry.get("mode", "import") if version == 1 else entry.get("mode")
         if mode != self.mode:
-            raise self._refuse(f"it records a {mode} run, not a {self.mode} run")
+            raise self._refuse(f"it records a {mode!s} run, not a {self.mode} run")
         done = self.done
         for line in f:
             try:

@@ -173,7 +173,9 @@ class _Sync:
         engine.pacer = Pacer(engine.concurrency, engine.max_rate)
         await engine.read_members(self.table, engine.new_gate())
         self.current = len(self.table)
-        self.rows = await read_rows(members, self._plan)
+        self.rows = await read_rows(members, self._plan, engine)
+        if engine.stopping is not None:
+            raise Stop(engine.stopping)
         removals = self.table.count_unmarked(self.current) if self.prune else 0
         self._guard(removals)
         if engine.result.dry_run:
@@ -271,13 +273,15 @@ class _Sync:
         spool = self.spool
         spool.flush()
         spool.seek(0)
-        while head := spool.read(4):
+        while self.engine.stopping is None and (head := spool.read(4)):
             job: Job = pickle.loads(spool.read(int.from_bytes(head, "big")))  # our own spool file
             await queue.put(job)
         if not self.prune:
             return
         table = self.table
         for number, ordinal in enumerate(table.unmarked(self.current)):
+            if self.engine.stopping is not None:
+                return
             member: dict[str, Any] = table.wire(ordinal)
             user_id = table.user_id(ordinal)
             index = self.rows + number
