@@ -43,7 +43,7 @@ def mixed_rows(valid: int, invalid: int) -> list[dict[str, str]]:
 
 async def test_failures_are_counted_all_but_kept_as_a_bounded_sample(client: am.Client) -> None:
     failed: list[am.Outcome] = []
-    rows = mixed_rows(5, 25) + [{"userId": "nope", "role": "view"}]
+    rows = [*mixed_rows(5, 25), {"userId": "nope", "role": "view"}]
 
     def on_outcome(o: am.Outcome) -> None:
         if o.kind == "failed":

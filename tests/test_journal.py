@@ -64,19 +64,23 @@ def test_every_single_byte_flip_of_the_header_is_refused(tmp_path: Path) -> None
             damaged[position] ^= flip
             path.write_bytes(bytes(damaged))
             for instance in (IID, OTHER_IID):
-                try:
-                    Journal(path, instance).close()
-                except am.ValidationError as exc:
-                    assert str(path) in str(exc)
+                error = _refusal(path, instance)
+                if error is not None:
+                    assert str(path) in error
                     continue
                 # Accepted only when the flip left the header meaning the same thing:
                 # a letter's case in the instance id (ids compare case-insensitively).
-                assert instance == OTHER_IID and chr(damaged[position]).lower() == chr(
-                    original[position]
-                ), (
-                    position,
-                    bytes(damaged[:header_length]),
-                )
+                assert instance == OTHER_IID, (position, bytes(damaged[:header_length]))
+                assert chr(damaged[position]).lower() == chr(original[position]), position
+
+
+def _refusal(path: Path, instance: str) -> str | None:
+    """The refusal's message, or None when the journal was accepted."""
+    try:
+        Journal(path, instance).close()
+    except am.ValidationError as exc:
+        return str(exc)
+    return None
 
 
 @pytest.mark.parametrize(
