@@ -361,3 +361,111 @@ async def test_a_kill_while_a_row_is_in_flight_never_marks_it_done(tmp_path: Pat
         assert "e:slow@example.com" not in j.done
     finally:
         j.close()
+
+
+# -- sync: kill -9 mid-apply, then a re-run converges --------------------------------------
+
+SYNC_SCRIPT = """
+import asyncio, json, sys
+import asyncmembers as am
+
+async def main():
+    url, desired, journal, token, iid = sys.argv[1:6]
+    with open(desired) as f:
+        rows = json.load(f)
+    retry = am.RetryPolicy(attempts=10, wait_initial=0.005, wait_max=0.05, timeout=60)
+    async with am.Client(token, url=url, retry=retry) as client:
+        result = await am.sync_members(
+            client, instanceId=iid, members=iter(rows), prune=True, max_removals=10_000,
+            concurrency=8, journal=journal,
+        )
+    print(json.dumps(result.to_dict()))
+    return 0 if result.ok else 1
+
+sys.exit(asyncio.run(main()))
+"""
+
+
+def change_lines(path: Path) -> int:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    return sum(
+        data.count(f'"outcome":"{kind}"'.encode()) for kind in ("created", "updated", "removed")
+    )
+
+
+async def seed_members(url: str, members: dict[str, str]) -> None:
+    rows = [{"email": email, "role": role} for email, role in members.items()]
+    retry = am.RetryPolicy(attempts=10, wait_initial=0.005, wait_max=0.05, timeout=60)
+    async with am.Client(TOKEN, url=url, retry=retry) as client:
+        result = await am.bulk_import(client, instanceId=IID, members=rows, concurrency=16)
+    assert result.created == len(rows), result
+
+
+async def members_by_email(url: str) -> dict[str, str]:
+    async with am.Client(TOKEN, url=url) as client:
+        members = await client.instance_members.get(instanceId=IID)
+    out: dict[str, str] = {}
+    for m in members.items:
+        assert m.email is not None and m.email.lower() not in out
+        out[m.email.lower()] = str(m.role)
+    return out
+
+
+def test_kill_9_mid_sync_then_a_rerun_converges(fake_server: str, tmp_path: Path) -> None:
+    url = fake_server
+    rng = random.Random(77)
+    current = {f"cur{i}@example.com": rng.choice(["view", "admin"]) for i in range(400)}
+    asyncio.run(seed_members(url, current))
+    desired: list[dict[str, str]] = []
+    for i, (email, role) in enumerate(current.items()):
+        if i % 4 == 0:
+            continue  # leaves
+        if i % 4 == 1:
+            role = "admin" if role == "view" else "view"
+        desired.append({"email": email, "role": role})
+    desired += [{"email": f"joiner{i}@example.com", "role": "view"} for i in range(100)]
+    rng.shuffle(desired)
+    want = {row["email"]: row["role"] for row in desired}
+    desired_path = tmp_path / "desired.json"
+    desired_path.write_text(json.dumps(desired))
+    script = tmp_path / "sync.py"
+    script.write_text(SYNC_SCRIPT)
+    journal = tmp_path / "sync.journal"
+    command = [sys.executable, str(script), url, str(desired_path), str(journal), TOKEN, IID]
+
+    kills = 0
+    for run in range(3):
+        before = change_lines(journal)
+        out = (tmp_path / f"sync{run}.out").open("wb")
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env()
+        )
+        try:
+            give_up = time.monotonic() + 60
+            while change_lines(journal) < before + 5 and proc.poll() is None:
+                assert time.monotonic() < give_up, "the sync made no progress"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.2))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:  # pragma: no cover
+                proc.kill()
+                proc.wait()
+            out.close()
+        assert proc.returncode in (-signal.SIGKILL, 0), (tmp_path / f"sync{run}.out").read_text()
+    assert kills >= 2, "the syncs finished before they could be killed; slow the server"
+
+    final = subprocess.run(command, capture_output=True, cwd=ROOT, env=child_env(), timeout=120)
+    output = final.stdout.decode() + final.stderr.decode()
+    assert final.returncode == 0, output
+    assert TOKEN not in output
+    figures = json.loads(final.stdout.decode().strip().splitlines()[-1])
+    # The last run accounts for every row once (plus what it had left to remove).
+    assert figures["total"] == len(desired) + figures["removed"]
+    assert asyncio.run(members_by_email(url)) == want
