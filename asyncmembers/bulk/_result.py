@@ -225,6 +225,7 @@ class Progress:
     ``done`` counts rows (and removals) accounted for; ``total`` is what the caller said
     (``Progress(total=N)``) or None; ``rate`` is rows per second; ``eta`` seconds left
     (None without a total); ``finished`` turns True when the run ends, however it ends.
+    In a sync, ``created`` counts members added and ``skipped`` the unchanged rows.
     """
 
     total: int | None = None
