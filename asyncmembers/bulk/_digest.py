@@ -68,6 +68,9 @@ class DigestSet:
         self._len = 0
 
     def __len__(self) -> int:
+        """The number of distinct keys (sorts every bucket not yet searched)."""
+        for i in range(_BUCKETS):
+            self._bucket(i)
         return self._len
 
     def add(self, key: str) -> None:
