@@ -54,7 +54,7 @@ def test_many_members_in_random_order_against_a_dict() -> None:
     t = MemberTable()
     truth: dict[str, int] = {}
     for n in range(20_000):
-        key = "%024x" % rng.getrandbits(96)
+        key = f"{rng.getrandbits(96):024x}"
         truth[key] = t.add(key, f"{key}@example.com", rng.choice(["view", "admin"]))
         if n % 97 == 0:  # lookups interleaved with adds, as a sync's plan does
             probe = rng.choice(list(truth)[-50:])
