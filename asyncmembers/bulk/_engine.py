@@ -143,6 +143,37 @@ class _WorkerGate:
         self.pacer.release(method, status, retry_after)
 
 
+class SideGate:
+    """The gate of a request beside the pool (bulk_import's background read of members).
+
+    It takes no slot from the pool (with ``concurrency=1`` the rows must not wait for a
+    long read) and so does not go through the Pacer; it counts its attempts for the
+    result and waits out a 429's ``Retry-After`` itself.
+    """
+
+    __slots__ = ("_until", "rate_limited", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.rate_limited = 0
+        self._until = 0.0
+
+    async def acquire(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._until - loop.time()
+        if wait > 0:
+            if loop.time() + wait > deadline:
+                raise TimeoutError
+            await asyncio.sleep(wait)
+
+    def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+        self.requests += 1
+        if status == 429:
+            self.rate_limited += 1
+            loop = asyncio.get_running_loop()
+            self._until = loop.time() + (1.0 if retry_after is None else min(retry_after, 60.0))
+
+
 class Engine:
     """The state of one run: result, progress, journal, pacer, and the worker pool."""
 
@@ -171,6 +202,7 @@ class Engine:
         self.journal: Journal | None = None
         self.pacer: Pacer | None = None
         self.gates: list[_WorkerGate] = []
+        self.side = SideGate()
         self.first_sends = 0
         self.input_error: BaseException | None = None
         #: Set when the run must stop after the requests in flight (on_outcome raised).
@@ -189,8 +221,8 @@ class Engine:
         r = self.result
         r.elapsed = time.perf_counter() - self.started
         if self.pacer is not None:
-            r.requests = self.pacer.requests
-            r.rate_limited = self.pacer.rate_limited
+            r.requests = self.pacer.requests + self.side.requests
+            r.rate_limited = self.pacer.rate_limited + self.side.rate_limited
             r.retries = max(0, sum(g.sends for g in self.gates) - self.first_sends)
         if self.progress is not None and not self.progress.finished:
             self.progress.finished = True

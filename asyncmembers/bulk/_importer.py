@@ -80,7 +80,8 @@ async def bulk_import(
 
     ``result.failures`` keeps the first ``max_failures_kept`` failures (None: all);
     every failure goes to ``on_outcome`` and the journal as it happens. ``progress`` (a
-    :class:`Progress`) is updated live. ``concurrency`` bounds requests in flight;
+    :class:`Progress`) is updated live. ``concurrency`` bounds the rows' requests in
+    flight (the one background read of the member list runs beside them);
     ``max_rate`` caps requests per second; on a 429 every worker pauses together.
     ``journal`` names a JSON Lines file that records outcomes and makes a re-run resume;
     it is locked for the run, and refused if it is not a journal of this instance or is
@@ -166,7 +167,8 @@ class _Import:
     async def _read_members(self) -> None:
         engine = self.engine
         try:
-            await engine.read_members(self.table, engine.new_gate())
+            # Beside the pool, not in it: a long read must not hold a worker's slot.
+            await engine.read_members(self.table, engine.side)
         except LosantError as exc:
             if is_fatal(exc):
                 raise Stop(exc) from exc
