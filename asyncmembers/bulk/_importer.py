@@ -19,15 +19,7 @@ from typing import Any
 
 from .. import _schema
 from ..client import Client
-from ..errors import (
-    BadRequestError,
-    ClientClosedError,
-    ForbiddenError,
-    LosantError,
-    NotFoundError,
-    UnauthorizedError,
-    ValidationError,
-)
+from ..errors import BadRequestError, LosantError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
 from ._journal import Journal
 from ._pacing import Pacer
@@ -39,9 +31,6 @@ __all__ = ["DEDUPE_WINDOW", "bulk_import"]
 #: 1 MB). A duplicate further back is still never added twice: the server answers "already
 #: a member" and the row is skipped with that reason. Bounded so memory stays flat.
 DEDUPE_WINDOW = 10_000
-
-#: Errors every later row would meet too: they stop the import instead of failing each row.
-_FATAL = (UnauthorizedError, ForbiddenError, NotFoundError, ClientClosedError)
 
 _Job = tuple[int, object, InstanceMemberPost, tuple[str, ...]]
 
@@ -238,8 +227,10 @@ class _Run:
             data = await self.resource.list_raw(
                 self.path, losantdomain=self.losantdomain, gate=self.pacer
             )
-        except _FATAL as exc:
-            raise _Stop(exc) from exc
+        except LosantError as exc:
+            if exc.fatal:
+                raise _Stop(exc) from exc
+            raise
         for item in data:
             email, user_id = item.get("email"), item.get("userId")
             if isinstance(email, str):
@@ -337,9 +328,9 @@ class _Run:
                     self._done(index, item, "skipped", keys, ALREADY_MEMBER, retries=retries)
                 else:
                     self._done(index, item, "failed", keys, error=exc, retries=retries)
-            except _FATAL as exc:
-                raise _Stop(exc) from exc
             except LosantError as exc:
+                if exc.fatal:
+                    raise _Stop(exc) from exc
                 retries = max(0, gate.posts - before - 1)
                 self._done(index, item, "failed", keys, error=exc, retries=retries)
             else:
