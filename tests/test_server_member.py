@@ -670,3 +670,14 @@ async def test_seeded_non_ascii_emails_still_match_case_insensitively(server, ht
     assert [m["email"] for m in body["items"]] == ["ſam@x.io"]
     body = await listing(http, server, filterField="email", filter="ANN@x.io")
     assert [m["email"] for m in body["items"]] == ["ann@x.io"]
+
+
+def test_fake_server_help_names_the_member_endpoints() -> None:
+    from click.testing import CliRunner
+
+    from asyncmembers.cli._commands.fake_server import fake_server
+
+    result = CliRunner().invoke(fake_server, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "GET, PATCH and DELETE /instances/{instanceId}/members/{userId}" in text
