@@ -11,13 +11,15 @@ from .errors import (
     ForbiddenError,
     LosantError,
     NotFoundError,
+    ProtocolError,
     RateLimitError,
+    RedirectError,
     ServerError,
     TransportError,
     UnauthorizedError,
     ValidationError,
 )
-from .models import InstanceMember, InstanceMemberPost, InstanceMembers, Role
+from .models import InstanceMember, InstanceMemberPatch, InstanceMemberPost, InstanceMembers, Role
 from .retry import RetryPolicy
 
 # A library never configures logging; the application decides where "asyncmembers" goes.
@@ -30,6 +32,7 @@ __all__ = [
     "ClientClosedError",
     "ForbiddenError",
     "InstanceMember",
+    "InstanceMemberPatch",
     "InstanceMemberPost",
     "InstanceMembers",
     "ItemFailure",
@@ -37,7 +40,9 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "Progress",
+    "ProtocolError",
     "RateLimitError",
+    "RedirectError",
     "RetryPolicy",
     "Role",
     "ServerError",

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -23,17 +22,18 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from yarl import URL
 
-from . import _schema
+from . import _json, _schema
 from ._version import __version__
 from .errors import (
+    IDEMPOTENT_METHODS,
     BadRequestError,
     ClientClosedError,
-    ForbiddenError,
     LosantError,
     NotFoundError,
+    ProtocolError,
     RateLimitError,
+    RedirectError,
     TransportError,
-    UnauthorizedError,
     ValidationError,
     error_for_status,
 )
@@ -73,6 +73,12 @@ class AttemptGate(Protocol):
 
 #: Looks up whether an ambiguous POST took effect; returns the member's wire form or None.
 Confirm = Callable[[float], Awaitable[Any]]
+#: Reads a 2xx answer's body as a stream of byte chunks (already capped) and returns a value.
+Reader = Callable[[AsyncIterator[bytes]], Awaitable[Any]]
+
+#: Default cap on the bytes read from one response, after decompression: 256 MiB, room
+#: for a list of about a million members (~250 bytes each) while memory stays bounded.
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 
 
 def is_loopback(host: str | None) -> bool:
@@ -123,7 +129,19 @@ class Session:
         accept_version: str,
         allow_insecure_http: bool,
         max_connections: int,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        if (
+            not isinstance(max_response_bytes, int)
+            or isinstance(max_response_bytes, bool)
+            or max_response_bytes < 1
+        ):
+            raise ValidationError(
+                "max_response_bytes must be a whole number of bytes greater than zero, "
+                f"got {max_response_bytes!r}",
+                field="max_response_bytes",
+            )
+        self.max_response_bytes = max_response_bytes
         if auth_token is not None:
             # Never echo the token: a message naming a bad character would show it.
             if not isinstance(auth_token, str):
@@ -239,8 +257,15 @@ class Session:
         gate: AttemptGate | None = None,
         confirm: Confirm | None = None,
         deadline: float | None = None,
+        reader: Reader | None = None,
+        absent_ok: bool = False,
     ) -> Any:
         """Send a request with retries and return the parsed JSON body of a 2xx answer.
+
+        ``reader`` replaces the JSON parsing of a 2xx body: it receives the body as byte
+        chunks (capped at ``max_response_bytes``) and its return value is returned; a retried
+        attempt calls it again. ``absent_ok`` (DELETE) makes a 404 that answers an attempt
+        after an ambiguous one a success (``None``): the earlier attempt removed it.
 
         ``confirm`` makes a non-idempotent request safe to retry after an ambiguous failure:
         before resending, it is asked whether the first attempt took effect, and its answer
@@ -259,10 +284,10 @@ class Session:
             headers = self._get_headers
         else:
             headers = self._post_headers
-            data = json.dumps(body, separators=(",", ":")).encode()
+            data = _json.dumps(body)
         if losantdomain:
             headers = {**(headers or {}), "losantdomain": losantdomain}
-        idempotent = method == "GET"
+        idempotent = method in IDEMPOTENT_METHODS
         # Set once an attempt may have been applied: from then on, look before resending.
         ambiguous = False
 
@@ -274,8 +299,12 @@ class Session:
                     return found
             try:
                 return await self._send(
-                    session, method, url, path, params, data, headers, gate, deadline
+                    session, method, url, path, params, data, headers, gate, deadline, reader
                 )
+            except NotFoundError:
+                if absent_ok and ambiguous:
+                    return None
+                raise
             except BadRequestError:
                 # A 400 (e.g. "already a member") after an attempt that may have been
                 # applied: the earlier attempt may be why. Look before reporting failure.
@@ -285,7 +314,7 @@ class Session:
                         return found
                 raise
             except LosantError as exc:
-                if not idempotent and _is_ambiguous(exc):
+                if exc.may_have_been_applied:
                     ambiguous = True
                 raise
 
@@ -298,17 +327,24 @@ class Session:
             first_failure = exc
         try:
             return await self._retry(
-                attempt, first_failure, method, path, idempotent, confirm is not None, gate, deadline
+                attempt,
+                first_failure,
+                method,
+                path,
+                idempotent,
+                confirm is not None,
+                gate,
+                deadline,
             )
         except LosantError as exc:
-            if not ambiguous or confirm is None or isinstance(exc, _DEFINITIVE):
+            if not ambiguous or confirm is None or exc.fatal:
                 raise
             # Giving up after an attempt that may have been applied (the last one, or one
             # before it): look once more, or a member that exists is reported as failed.
             found = await _confirm_quietly(confirm, deadline)
             if found is not None:
                 return found
-            if not _is_ambiguous(exc):
+            if not exc.may_have_been_applied:
                 exc.message = f"{exc.message}; an earlier attempt may have been applied"
             raise
 
@@ -412,6 +448,7 @@ class Session:
         headers: Mapping[str, str] | None,
         gate: AttemptGate | None,
         deadline: float,
+        reader: Reader | None = None,
     ) -> Any:
         """One attempt. Every aiohttp/asyncio failure is translated here, and only here."""
         self._check_open(session, method, path)
@@ -450,18 +487,33 @@ class Session:
         try:
             self._check_open(session, method, path)  # again: the gate may have waited
             try:
+                # Redirects are never followed: aiohttp would resend a POST as a GET and
+                # send the request (even the body) to whatever origin the server names.
                 if per_request is None:
                     request = session.request(
-                        method, url, params=params, data=data, headers=headers
+                        method,
+                        url,
+                        params=params,
+                        data=data,
+                        headers=headers,
+                        allow_redirects=False,
                     )
                 else:
                     request = session.request(
-                        method, url, params=params, data=data, headers=headers, timeout=per_request
+                        method,
+                        url,
+                        params=params,
+                        data=data,
+                        headers=headers,
+                        timeout=per_request,
+                        allow_redirects=False,
                     )
                 async with request as resp:
                     status = resp.status
-                    raw = await resp.read()
                     resp_headers = resp.headers
+                    if reader is not None and 200 <= status < 300:
+                        return await reader(self._chunks(resp, method, path))
+                    raw = await self._read(resp, method, path)
             except _NOT_SENT_ERRORS as exc:
                 raise TransportError(
                     f"could not connect: {exc}",
@@ -502,44 +554,102 @@ class Session:
             if gate is not None:
                 gate.release(method, status, retry_after)
 
-        parsed = _parse_json(raw)
         if 200 <= status < 300:
-            if parsed is _NOT_JSON:
-                raise LosantError(
-                    f"{status}: the server's answer is not JSON: {raw[:200]!r}",
+            try:
+                return _json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                raise ProtocolError(
+                    f"{status}: the server's answer is not JSON ({_decode_problem(exc)}): "
+                    f"{raw[:200]!r}",
                     status=status,
                     method=method,
                     path=path,
-                )
-            return parsed
+                ) from None
+        if 300 <= status < 400:
+            raise _redirect_error(status, resp_headers, method, path)
+        parsed: Any = None
+        if raw:
+            try:
+                parsed = _json.loads(raw)
+            except (ValueError, RecursionError):
+                parsed = None  # an error page in HTML: the status says enough
         raise error_for_status(
             status,
-            None if parsed is _NOT_JSON else parsed,
+            parsed,
             method=method,
             path=path,
             retry_after=retry_after,
+            max_retry_after=self.retry.max_retry_after,
         )
 
+    def _too_large(self, method: str, path: str, status: int) -> ProtocolError:
+        return ProtocolError(
+            f"{status}: the server's answer exceeds max_response_bytes="
+            f"{self.max_response_bytes} bytes; stopped reading (raise Client(max_response_bytes=...) "
+            "if such an answer is expected)",
+            status=status,
+            method=method,
+            path=path,
+        )
 
-_NOT_JSON = object()
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        """The whole body, read in chunks as they arrive (decompressed), up to the cap."""
+        cap = self.max_response_bytes
+        length = resp.content_length
+        if length is not None and length > cap and "Content-Encoding" not in resp.headers:
+            raise self._too_large(method, path, resp.status)
+        content = resp.content
+        first = await content.readany()
+        if not first:
+            return first
+        chunks = [first]
+        size = len(first)
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(method, path, resp.status)
+            chunks.append(chunk)
+        if size > cap:
+            raise self._too_large(method, path, resp.status)
+        return first if len(chunks) == 1 else b"".join(chunks)
+
+    async def _chunks(
+        self, resp: aiohttp.ClientResponse, method: str, path: str
+    ) -> AsyncIterator[bytes]:
+        """The body as decompressed chunks as they arrive, up to the cap (for streaming)."""
+        cap = self.max_response_bytes
+        size = 0
+        content = resp.content
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(method, path, resp.status)
+            yield chunk
 
 
-def _parse_json(raw: bytes) -> Any:
-    if not raw:
-        return _NOT_JSON
+def _decode_problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
+def _redirect_error(
+    status: int, headers: Mapping[str, str], method: str, path: str
+) -> RedirectError:
+    location = headers.get("Location")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _NOT_JSON
-
-
-#: Errors after which looking the member up cannot help (the lookup would fail the same way).
-_DEFINITIVE: tuple[type[LosantError], ...] = (
-    ClientClosedError,
-    UnauthorizedError,
-    ForbiddenError,
-    NotFoundError,
-)
+        host = URL(location).host if location else None
+    except ValueError:
+        host = None
+    where = f" to {host}" if host else (" to another path" if location else "")
+    return RedirectError(
+        f"{status}: the server redirected the request{where}; redirects are not followed "
+        "(check the API URL: it must be the API's own address)",
+        status=status,
+        method=method,
+        path=path,
+        location=location,
+    )
 
 
 async def _confirm_quietly(confirm: Confirm, deadline: float) -> Any:
@@ -548,10 +658,3 @@ async def _confirm_quietly(confirm: Confirm, deadline: float) -> Any:
         return await confirm(deadline)
     except LosantError:
         return None
-
-
-def _is_ambiguous(exc: LosantError) -> bool:
-    """True when a failed non-idempotent attempt may have been applied by the server."""
-    if isinstance(exc, TransportError):
-        return exc.sent
-    return exc.status is not None and exc.status >= 500 and exc.status not in NOT_APPLIED_STATUSES

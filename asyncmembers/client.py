@@ -6,8 +6,8 @@ from types import TracebackType
 
 import aiohttp
 
-from ._session import DEFAULT_ACCEPT_VERSION, Session
-from .resources import InstanceMembersResource
+from ._session import DEFAULT_ACCEPT_VERSION, DEFAULT_MAX_RESPONSE_BYTES, Session
+from .resources import InstanceMemberResource, InstanceMembersResource
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_URL", "Client"]
@@ -28,7 +28,13 @@ class Client:
     :meth:`close`. ``timeout`` limits one attempt (seconds or an ``aiohttp.ClientTimeout``);
     ``retry`` bounds all attempts together (see :class:`RetryPolicy`). The token is only
     sent over https, or plain http to a loopback host, unless ``allow_insecure_http=True``.
-    ``max_connections`` caps the owned session's connection pool.
+    ``max_connections`` caps the owned session's connection pool. ``max_response_bytes``
+    caps the bytes read from one answer, after decompression (default 256 MiB, room for
+    about a million members); a larger answer raises :class:`ProtocolError` and memory
+    stays bounded whatever a server sends.
+
+    ``client.instance_members`` lists and adds members; ``client.instance_member`` gets,
+    changes the role of, and removes one member.
     """
 
     def __init__(
@@ -42,6 +48,7 @@ class Client:
         accept_version: str = DEFAULT_ACCEPT_VERSION,
         allow_insecure_http: bool = False,
         max_connections: int = 512,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._session = Session(
             auth_token=auth_token,
@@ -52,8 +59,10 @@ class Client:
             accept_version=accept_version,
             allow_insecure_http=allow_insecure_http,
             max_connections=max_connections,
+            max_response_bytes=max_response_bytes,
         )
         self.instance_members = InstanceMembersResource(self._session)
+        self.instance_member = InstanceMemberResource(self._session)
 
     @property
     def url(self) -> str:

@@ -25,6 +25,7 @@ from .errors import ValidationError
 
 __all__ = [
     "InstanceMember",
+    "InstanceMemberPatch",
     "InstanceMemberPost",
     "InstanceMembers",
     "MemberLike",
@@ -149,6 +150,41 @@ class InstanceMemberPost:
 
 
 @attrs.frozen(slots=True)
+class InstanceMemberPatch:
+    """A change to one member: its new ``role`` (the API's Instance Member Patch).
+
+    Validated on construction; the wire form is ``{"role": ...}`` and nothing else
+    (``additionalProperties: false``).
+    """
+
+    role: Role = attrs.field(converter=_to_role)
+
+    @classmethod
+    def coerce(cls, member: InstanceMemberPatch | Mapping[str, Any]) -> InstanceMemberPatch:
+        """Return ``member`` (an :class:`InstanceMemberPatch` or ``{"role": ...}``) as one."""
+        if isinstance(member, InstanceMemberPatch):
+            return member
+        if not isinstance(member, Mapping):
+            raise ValidationError(
+                f"member must be an InstanceMemberPatch or a mapping such as "
+                f'{{"role": "admin"}}, got {type(member).__name__}'
+            )
+        for key in member:
+            if key != "role":
+                raise ValidationError(
+                    f"member has unknown field {key!r}; a change may only set role",
+                    field=str(key),
+                )
+        if "role" not in member:
+            raise ValidationError("member is missing role (admin or view)", field="role")
+        return cls(role=member["role"])
+
+    def to_wire(self) -> dict[str, str]:
+        """The JSON body the API expects."""
+        return {"role": self.role.value}
+
+
+@attrs.frozen(slots=True)
 class InstanceMember:
     """A member of a Losant instance, as the API returns it. Every field is optional."""
 
@@ -212,10 +248,12 @@ def _make_converter() -> cattrs.Converter:
     for cls in (InstanceMember, InstanceMembers):
         renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
         conv.register_structure_hook(
-            cls, _require(Mapping, "an object", make_dict_structure_fn(cls, conv, **renames))  # type: ignore[arg-type]
+            cls,
+            _require(Mapping, "an object", make_dict_structure_fn(cls, conv, **renames)),  # type: ignore[arg-type]
         )
         conv.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames)  # type: ignore[arg-type]
+            cls,
+            make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames),  # type: ignore[arg-type]
         )
     item_list = conv.get_structure_hook(list[InstanceMember])
     member_list: Any = list[InstanceMember]

@@ -1,34 +1,76 @@
-"""The Instance Members resource: argument checks, models in and out.
+"""The Instance Members resources: argument checks, models in and out, and member rules.
 
-Keyword names are the documented API's (camelCase), so code written against the official
-client's docs reads the same here. Every argument is validated before anything is sent.
+``client.instance_members`` is the collection (list, add); ``client.instance_member`` is
+one member (get, change role, remove). Keyword names are the documented API's
+(camelCase), so code written against the official client's docs reads the same here.
+Every argument is validated before anything is sent, and every success is checked for
+what it claims before it is believed (a POST's answer must be the member that was sent).
+
+The ``*_raw`` methods are the internal interface of the bulk engine: already-validated
+paths in, wire-form dicts out, no models built.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import cattrs
 
 from . import _schema
 from ._session import AttemptGate, Session
-from .errors import LosantError, ValidationError
-from .models import InstanceMember, InstanceMemberPost, InstanceMembers, MemberLike, converter
+from ._streaming import iter_members
+from .errors import NotFoundError, ProtocolError, ValidationError
+from .models import (
+    InstanceMember,
+    InstanceMemberPatch,
+    InstanceMemberPost,
+    InstanceMembers,
+    MemberLike,
+    converter,
+)
 
-__all__ = ["InstanceMembersResource"]
+__all__ = [
+    "InstanceMemberResource",
+    "InstanceMembersResource",
+    "member_path",
+    "members_path",
+]
 
 T = TypeVar("T")
 
+#: Receives the current members as an async iterator of wire-form dicts (``scan_raw``).
+Consume = Callable[[AsyncIterator[dict[str, Any]]], Awaitable[T]]
 
-def _members_path(instance_id: object) -> str:
+
+def members_path(instance_id: object) -> str:
+    """``/instances/{instanceId}/members``, with the ObjectId validated."""
     # Validating the ObjectId also means nothing can be injected into the path.
     return f"/instances/{_schema.check_object_id(instance_id, 'instanceId')}/members"
+
+
+def member_path(instance_id: object, user_id: object) -> str:
+    """``/instances/{instanceId}/members/{userId}``, with both ObjectIds validated."""
+    return f"{members_path(instance_id)}/{_schema.check_object_id(user_id, 'userId')}"
 
 
 def _optional_str(value: object, field: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise ValidationError(f"{field} must be a string, got {type(value).__name__}", field=field)
+
+
+def _same(a: object, b: str | None) -> bool:
+    # ObjectIds, like emails, compare case-insensitively: the API answers with the id in
+    # its own (lower) case, whatever case the caller wrote it in.
+    return b is not None and isinstance(a, str) and a.lower() == b.lower()
+
+
+def is_member(item: object, email: str | None, user_id: str | None) -> bool:
+    """True when ``item`` (wire form) is the member with ``user_id`` or ``email``."""
+    if not isinstance(item, dict):
+        return False
+    return _same(item.get("userId"), user_id) or _same(item.get("email"), email)
 
 
 class InstanceMembersResource:
@@ -51,10 +93,11 @@ class InstanceMembersResource:
 
         ``sortField`` and ``filterField`` take ``email`` or ``role``; ``sortDirection``
         takes ``asc`` or ``desc``; ``filter`` is a glob (``*``, ``?``) matched
-        case-insensitively against ``filterField``. Raises ``NotFoundError`` for an unknown
-        instance.
+        case-insensitively against ``filterField``, which defaults to ``email`` when a
+        ``filter`` is given without it (as on the command line; the API itself would
+        ignore such a filter). Raises ``NotFoundError`` for an unknown instance.
         """
-        path = _members_path(instanceId)
+        path = members_path(instanceId)
         _schema.check_list_query(sortField, sortDirection, filterField)
         _optional_str(filter, "filter")
         _schema.check_header_value(losantdomain, "losantdomain")
@@ -63,13 +106,12 @@ class InstanceMembersResource:
             params["sortField"] = sortField
         if sortDirection is not None:
             params["sortDirection"] = sortDirection
-        if filterField:
-            params["filterField"] = filterField
         if filter:
+            params["filterField"] = filterField or "email"
             params["filter"] = filter
-        data = await self._session.request(
-            "GET", path, params=params, losantdomain=losantdomain
-        )
+        elif filterField:
+            params["filterField"] = filterField
+        data = await self._session.request("GET", path, params=params, losantdomain=losantdomain)
         return _structure(data, InstanceMembers, "GET", path)
 
     async def post(
@@ -81,12 +123,12 @@ class InstanceMembersResource:
     ) -> InstanceMember:
         """Add a member (``{"email" or "userId", "role"}``) and return it.
 
-        Safe to retry: after an ambiguous failure (connection cut or timeout after sending)
+        Safe to retry: after an ambiguous failure (a 5xx, a connection cut or a timeout)
         the client checks whether the member now exists before sending again, and returns
         that member rather than adding it twice. A user who was already a member before
         this call is a ``BadRequestError`` whose ``already_member`` is True.
         """
-        path = _members_path(instanceId)
+        path = members_path(instanceId)
         post = InstanceMemberPost.coerce(member)
         _schema.check_header_value(losantdomain, "losantdomain")
         return await self.add(path, post, losantdomain=losantdomain)
@@ -110,14 +152,27 @@ class InstanceMembersResource:
         *,
         losantdomain: str | None = None,
         gate: AttemptGate | None = None,
-    ) -> Any:
-        """Add a member and return the answer in wire form (internal: ``bulk_import``'s path,
-        which has no use for the model and so skips building it)."""
+    ) -> dict[str, Any]:
+        """Add a member and return the answer in wire form, verified to be that member.
+
+        The POST safety rule lives here: after an answer that may have been applied, the
+        member is looked up before anything is resent; a 200 whose body is not the member
+        sent (email case-insensitively, or userId) is confirmed by lookup too, and fails
+        with :class:`ProtocolError` if the member is not there.
+        """
+        email, user_id = post.email, post.user_id
 
         async def confirm(deadline: float) -> Any:
-            return await self._find(path, post, losantdomain, gate, deadline)
+            return await self.find_raw(
+                path,
+                email=email,
+                user_id=user_id,
+                losantdomain=losantdomain,
+                gate=gate,
+                deadline=deadline,
+            )
 
-        return await self._session.request(
+        data = await self._session.request(
             "POST",
             path,
             body=post.to_wire(),
@@ -125,64 +180,251 @@ class InstanceMembersResource:
             gate=gate,
             confirm=confirm,
         )
+        if is_member(data, email, user_id):
+            return data  # type: ignore[no-any-return]
+        # A success that is not the member sent (a list, a redirect target's page, another
+        # user): believe only what a lookup shows.
+        found = await self.find_raw(
+            path, email=email, user_id=user_id, losantdomain=losantdomain, gate=gate
+        )
+        if found is not None:
+            return found
+        raise ProtocolError(
+            "200: the server answered the POST with something other than the member sent "
+            f"({_show(data)}), and a lookup does not find the member; it was not added",
+            status=200,
+            data=data,
+            method="POST",
+            path=path,
+        )
 
     async def list_raw(
         self, path: str, *, losantdomain: str | None = None, gate: AttemptGate | None = None
     ) -> list[dict[str, Any]]:
-        """Every member at ``path`` in wire form (internal: the importer's one up-front GET)."""
-        data = await self._session.request("GET", path, losantdomain=losantdomain, gate=gate)
-        items = data.get("items") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise LosantError(
-                f"the server's answer does not look like InstanceMembers: {str(data)[:200]}",
+        """Every member at ``path`` in wire form, as one list (prefer :meth:`scan_raw`)."""
+
+        async def collect(items: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [item async for item in items]
+
+        return await self.scan_raw(path, collect, losantdomain=losantdomain, gate=gate)
+
+    async def scan_raw(
+        self,
+        path: str,
+        consume: Consume[T],
+        *,
+        losantdomain: str | None = None,
+        gate: AttemptGate | None = None,
+        deadline: float | None = None,
+    ) -> T:
+        """GET every member at ``path`` and feed them, parsed as they arrive, to ``consume``.
+
+        ``consume`` receives an async iterator of wire-form member dicts parsed
+        incrementally from the streamed body (neither the body nor the list is held
+        whole); non-object items are skipped; its return value is returned. The response
+        byte cap applies. If the attempt fails retryably part-way, ``consume`` is called
+        again from the start, so it must reset its own state when it starts.
+        """
+
+        async def read(chunks: AsyncIterator[bytes]) -> T:
+            items = iter_members(chunks, path)
+            try:
+                return await consume(items)
+            finally:
+                await items.aclose()
+
+        result: T = await self._session.request(
+            "GET", path, losantdomain=losantdomain, gate=gate, reader=read, deadline=deadline
+        )
+        return result
+
+    async def find_raw(
+        self,
+        path: str,
+        *,
+        email: str | None = None,
+        user_id: str | None = None,
+        losantdomain: str | None = None,
+        gate: AttemptGate | None = None,
+        deadline: float | None = None,
+    ) -> dict[str, Any] | None:
+        """The member with ``email`` (case-insensitively) or ``user_id``, or None if absent.
+
+        By email it is one filtered GET; by userId alone, one streamed scan of the list.
+        """
+        if email is None and user_id is None:
+            raise ValidationError("find_raw needs an email or a userId", field="email")
+        if email is not None:
+            # The filter is a glob; a "*" or "?" in the address only widens the match,
+            # and the exact comparison below narrows it again.
+            data = await self._session.request(
+                "GET",
+                path,
+                params={"filterField": "email", "filter": email},
+                losantdomain=losantdomain,
+                gate=gate,
+                deadline=deadline,
+            )
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise ProtocolError(
+                    f"the server's answer does not look like InstanceMembers: {_show(data)}",
+                    status=200,
+                    data=data,
+                    method="GET",
+                    path=path,
+                )
+            for item in items:
+                if is_member(item, email, user_id):
+                    return item  # type: ignore[no-any-return]
+            if user_id is None:
+                return None
+
+        async def first_match(items: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+            async for item in items:
+                if is_member(item, email, user_id):
+                    return item
+            return None
+
+        return await self.scan_raw(
+            path, first_match, losantdomain=losantdomain, gate=gate, deadline=deadline
+        )
+
+
+class InstanceMemberResource:
+    """``client.instance_member``: get, change the role of, or remove one member."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def get(
+        self, *, instanceId: str, userId: str, losantdomain: str | None = None
+    ) -> InstanceMember:
+        """The member ``userId`` of the instance. ``NotFoundError`` if there is none."""
+        path = member_path(instanceId, userId)
+        _schema.check_header_value(losantdomain, "losantdomain")
+        data = await self._session.request("GET", path, losantdomain=losantdomain)
+        if not isinstance(data, dict) or ("userId" in data and not _same(data["userId"], userId)):
+            raise ProtocolError(
+                f"200: the server's answer is not member {userId}: {_show(data)}",
+                status=200,
                 data=data,
                 method="GET",
                 path=path,
             )
-        return [item for item in items if isinstance(item, dict)]
+        return _structure(data, InstanceMember, "GET", path)
 
-    async def _find(
+    async def patch(
+        self,
+        *,
+        instanceId: str,
+        userId: str,
+        member: InstanceMemberPatch | Mapping[str, Any],
+        losantdomain: str | None = None,
+    ) -> InstanceMember:
+        """Change the member's role (``member={"role": "admin"}``) and return the member.
+
+        Idempotent, so retried like a GET. ``NotFoundError`` if there is no such member.
+        """
+        path = member_path(instanceId, userId)
+        change = InstanceMemberPatch.coerce(member)
+        _schema.check_header_value(losantdomain, "losantdomain")
+        data = await self.patch_raw(path, change.role.value, losantdomain=losantdomain)
+        return _structure(data, InstanceMember, "PATCH", path)
+
+    async def delete(
+        self, *, instanceId: str, userId: str, losantdomain: str | None = None
+    ) -> None:
+        """Remove the member from the instance.
+
+        Idempotent, so retried like a GET; a 404 that answers a retry after an ambiguous
+        attempt (a cut, a timeout, a 5xx) means the earlier attempt removed it, and is
+        success. A 404 otherwise is ``NotFoundError``.
+        """
+        path = member_path(instanceId, userId)
+        _schema.check_header_value(losantdomain, "losantdomain")
+        await self.delete_raw(path, losantdomain=losantdomain)
+
+    async def patch_raw(
         self,
         path: str,
-        post: InstanceMemberPost,
-        losantdomain: str | None,
-        gate: AttemptGate | None,
-        deadline: float,
-    ) -> dict[str, Any] | None:
-        """The wire form of the member matching ``post`` if the instance has it, else None."""
-        params: dict[str, str] = {}
-        if post.email is not None and post.user_id is None:
-            # The filter is a glob; a "*" or "?" in the address only widens the match,
-            # and the exact comparison below narrows it again.
-            params = {"filterField": "email", "filter": post.email}
+        role: str,
+        *,
+        losantdomain: str | None = None,
+        gate: AttemptGate | None = None,
+    ) -> dict[str, Any]:
+        """PATCH ``{"role": role}`` at the member ``path``; return the verified answer.
+
+        The answer must be a member whose role is ``role`` (and whose userId, if given, is
+        the path's), else :class:`ProtocolError`.
+        """
         data = await self._session.request(
-            "GET", path, params=params, losantdomain=losantdomain, gate=gate, deadline=deadline
+            "PATCH", path, body={"role": role}, losantdomain=losantdomain, gate=gate
         )
-        items = data.get("items") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            return None
-        # ObjectIds, like emails, compare case-insensitively: the API answers with the
-        # id in its own (lower) case, whatever case the caller wrote it in.
-        email = post.email.lower() if post.email is not None else None
-        user_id = post.user_id.lower() if post.user_id is not None else None
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            item_id = item.get("userId")
-            if user_id is not None and isinstance(item_id, str) and item_id.lower() == user_id:
-                return item
-            item_email = item.get("email")
-            if email is not None and isinstance(item_email, str) and item_email.lower() == email:
-                return item
-        return None
+        user_id = path.rsplit("/", 1)[-1]
+        if (
+            not isinstance(data, dict)
+            or data.get("role") != role
+            or ("userId" in data and not _same(data["userId"], user_id))
+        ):
+            raise ProtocolError(
+                f"200: the server's answer to the role change is not the member with role "
+                f"{role}: {_show(data)}",
+                status=200,
+                data=data,
+                method="PATCH",
+                path=path,
+            )
+        return data
+
+    async def delete_raw(
+        self,
+        path: str,
+        *,
+        losantdomain: str | None = None,
+        gate: AttemptGate | None = None,
+        gone_ok: bool = False,
+    ) -> None:
+        """DELETE the member at ``path``; the answer must be ``{"success": true}``.
+
+        A 404 after an ambiguous earlier attempt is success. With ``gone_ok=True`` (the
+        caller read the member as present in this run) any 404 is success: aiohttp resends
+        a DELETE once by itself when a reused connection is cut, so the server's first
+        answer we see may already be "not found" for a removal it applied.
+        """
+        try:
+            data = await self._session.request(
+                "DELETE", path, losantdomain=losantdomain, gate=gate, absent_ok=True
+            )
+        except NotFoundError:
+            if gone_ok:
+                return
+            raise
+        if data is None:
+            return  # 404 after an ambiguous attempt: that attempt removed the member
+        if not isinstance(data, dict) or data.get("success") is not True:
+            raise ProtocolError(
+                f'200: the server\'s answer to the removal is not {{"success": true}}: '
+                f"{_show(data)}",
+                status=200,
+                data=data,
+                method="DELETE",
+                path=path,
+            )
+
+
+def _show(data: object) -> str:
+    text = str(data)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _structure(data: Any, cls: type[T], method: str, path: str) -> T:
     try:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError) as exc:
-        raise LosantError(
-            f"the server's answer does not look like {cls.__name__}: {str(data)[:200]}",
+        raise ProtocolError(
+            f"the server's answer does not look like {cls.__name__}: {_show(data)}",
+            status=200,
             data=data,
             method=method,
             path=path,

@@ -17,9 +17,16 @@ __all__ = ["RetryPolicy", "parse_retry_after"]
 def _positive(name: str, *, allow_zero: bool = False) -> attrs._ValidatorType[float]:
     def check(_: object, __: attrs.Attribute[float], value: float) -> None:
         ok = value >= 0 if allow_zero else value > 0
-        if not isinstance(value, int | float) or isinstance(value, bool) or not ok or math.isnan(value):
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not ok
+            or math.isnan(value)
+        ):
             need = "zero or more" if allow_zero else "greater than zero"
-            raise ValidationError(f"RetryPolicy.{name} must be a number {need}, got {value!r}", field=name)
+            raise ValidationError(
+                f"RetryPolicy.{name} must be a number {need}, got {value!r}", field=name
+            )
 
     return check
 
@@ -46,13 +53,15 @@ class RetryPolicy:
 
     Connection failures, timeouts and the statuses in ``retry_statuses`` are retried. A POST
     is resent freely only when the server provably did not apply it (connection refused,
-    429, 503); after an ambiguous failure the client first asks the server whether the
+    429); after any 5xx, a cut or a timeout the client first asks the server whether the
     member now exists. ``RetryPolicy(attempts=1)`` disables retries.
     """
 
     attempts: int = attrs.field(default=5, validator=_attempts)
     timeout: float = attrs.field(default=120.0, validator=_positive("timeout"))
-    wait_initial: float = attrs.field(default=0.25, validator=_positive("wait_initial", allow_zero=True))
+    wait_initial: float = attrs.field(
+        default=0.25, validator=_positive("wait_initial", allow_zero=True)
+    )
     wait_max: float = attrs.field(default=15.0, validator=_positive("wait_max", allow_zero=True))
     max_retry_after: float = attrs.field(
         default=60.0, validator=_positive("max_retry_after", allow_zero=True)
@@ -68,8 +77,9 @@ class RetryPolicy:
         return ceiling * rand if self.jitter else ceiling
 
 
-#: Statuses after which the server provably did not apply a request.
-NOT_APPLIED_STATUSES = frozenset({429, 503})
+#: Statuses after which the server provably did not apply a request: rate limiting
+#: rejects before acting. (A 503 may come from a proxy after the backend committed.)
+NOT_APPLIED_STATUSES = frozenset({429})
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

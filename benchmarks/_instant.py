@@ -2,9 +2,10 @@
 
 ``InstantSession`` duck-types the part of ``aiohttp.ClientSession`` that
 ``asyncmembers.Client(session=...)`` uses (``request`` as an async context manager whose
-response has ``status``, ``headers`` and ``read()``, and ``closed``). Every POST is
-answered 200 with one constant member body of realistic size; every GET with an empty
-list. ``read()`` yields to the event loop once, as a real response always does, so that
+response has ``status``, ``headers``, ``content_length``, ``content.readany()`` and
+``read()``, and ``closed``). Every POST is answered 200 with the member it sent (the
+client checks that the answer is that member); every GET with an empty list. The body's
+first read yields to the event loop once, as a real response always does, so that
 workers interleave as they would over a socket.
 
 It is the transport boundary, so everything above it (the importer, resources, session
@@ -40,19 +41,35 @@ _HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json; char
 
 
 class _InstantResponse:
-    __slots__ = ("_body", "status")
+    __slots__ = ("_body", "_left", "status")
 
     headers = _HEADERS
 
     def __init__(self, status: int, body: bytes) -> None:
         self.status = status
         self._body = body
+        self._left = body
+
+    @property
+    def content_length(self) -> int:
+        return len(self._body)
+
+    @property
+    def content(self) -> _InstantResponse:
+        return self
 
     async def __aenter__(self) -> _InstantResponse:
+        self._left = self._body
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+    async def readany(self) -> bytes:
+        chunk, self._left = self._left, b""
+        if chunk:
+            await asyncio.sleep(0)
+        return chunk
 
     async def read(self) -> bytes:
         await asyncio.sleep(0)
@@ -62,8 +79,7 @@ class _InstantResponse:
         return json.loads(await self.read())
 
 
-_POSTED = _InstantResponse(200, _MEMBER)
-_LISTED = _InstantResponse(200, _EMPTY_LIST)
+_LISTED = _EMPTY_LIST
 
 
 class InstantSession:
@@ -76,8 +92,10 @@ class InstantSession:
 
     def request(self, method: str, url: Any, **kwargs: Any) -> _InstantResponse:
         self.requests += 1
-        # The responses hold no per-request state, so one of each is shared.
-        return _POSTED if method == "POST" else _LISTED
+        if method == "POST":
+            # The body sent ({"email", "role"}) is itself a valid answer: the member added.
+            return _InstantResponse(200, kwargs.get("data") or _MEMBER)
+        return _InstantResponse(200, _LISTED)
 
     def post(self, url: Any, **kwargs: Any) -> _InstantResponse:
         return self.request("POST", url, **kwargs)
