@@ -454,6 +454,13 @@ async def test_journal_write_failure_mid_run_stops_with_the_partial_result(
         await am.bulk_import(
             client, instanceId=IID, members=rows, journal=tmp_path / "j", concurrency=2
         )
-    assert isinstance(info.value.__cause__, OSError)
+    # The raised error is a copy with .result (LosantError.with_result), caused by the
+    # original, which is caused by the OSError.
+    chain: list[BaseException] = []
+    cause: BaseException | None = info.value
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__
+    assert any(isinstance(c, OSError) for c in chain), chain
     assert info.value.result is not None
     assert 4 <= info.value.result.total < 50

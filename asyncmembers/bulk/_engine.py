@@ -21,18 +21,14 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, NoReturn
 
-from .. import _schema
 from ..client import Client
 from ..errors import (
     BadRequestError,
-    ClientClosedError,
-    ForbiddenError,
     LosantError,
-    NotFoundError,
-    UnauthorizedError,
     ValidationError,
 )
 from ..models import InstanceMemberPost, MemberLike
+from ..resources import member_path
 from ._digest import MemberTable
 from ._journal import Journal
 from ._pacing import Pacer
@@ -69,22 +65,16 @@ def member_keys(post: InstanceMemberPost) -> tuple[str, ...]:
 
 
 def is_fatal(exc: LosantError) -> bool:
-    """True when ``exc`` stops the whole run (errors.py classifies; see LosantError.fatal)."""
-    fatal = getattr(exc, "fatal", None)
-    if isinstance(fatal, bool):
-        return fatal
-    if isinstance(exc, NotFoundError):  # pragma: no cover - before LosantError.fatal existed
-        return (exc.path or "").endswith("/members")
-    return isinstance(exc, UnauthorizedError | ForbiddenError | ClientClosedError)
+    """True when ``exc`` stops the whole run (classified once, in errors.py)."""
+    return exc.fatal
 
 
 def with_result(exc: BaseException, result: object) -> BaseException:
-    """``exc`` with the partial result attached (a copy, for a LosantError)."""
-    attach = getattr(exc, "with_result", None) if isinstance(exc, LosantError) else None
-    if callable(attach):
-        out: BaseException = attach(result)
-        return out
-    exc.result = result  # type: ignore[attr-defined]  # the caller's own error, or pre-0.2
+    """``exc`` with the partial result attached: a copy for a LosantError (whose cause is
+    the original); the caller's own exception (from ``on_outcome``) gets the attribute."""
+    if isinstance(exc, LosantError):
+        return exc.with_result(result)
+    exc.result = result  # type: ignore[attr-defined]
     return exc
 
 
@@ -126,19 +116,26 @@ def check_progress(progress: object) -> Progress | None:
 
 
 class _WorkerGate:
-    """A worker's view of the shared Pacer that also counts the worker's sends."""
+    """A worker's view of the shared Pacer that also counts the worker's sends and lookups.
 
-    __slots__ = ("pacer", "sends")
+    A lookup (GET) during a POST means its outcome was confirmed after an ambiguous
+    attempt: the member exists, but whether this run added it needs prior knowledge.
+    """
+
+    __slots__ = ("lookups", "pacer", "sends")
 
     def __init__(self, pacer: Pacer) -> None:
         self.pacer = pacer
         self.sends = 0
+        self.lookups = 0
 
     async def acquire(self, deadline: float) -> None:
         await self.pacer.acquire(deadline)
 
     def release(self, method: str, status: int | None, retry_after: float | None) -> None:
-        if method != "GET":
+        if method == "GET":
+            self.lookups += 1
+        else:
             self.sends += 1
         self.pacer.release(method, status, retry_after)
 
@@ -214,6 +211,9 @@ class Engine:
             progress.ended = None
         #: Set by bulk_import: what to do with a row the server says is already a member.
         self.on_already: Callable[[Job, _WorkerGate], Awaitable[None]] | None = None
+        #: Set by bulk_import: settle a POST whose success was confirmed by a lookup after
+        #: an ambiguous attempt (sent at loop time ``t``): created, or there before?
+        self.on_confirmed: Callable[[Job, _WorkerGate, float, int], Awaitable[None]] | None = None
 
     # -- ending ---------------------------------------------------------------------------
 
@@ -374,7 +374,8 @@ class Engine:
         _, index, item, post, keys, _ = job
         assert post is not None
         self.first_sends += 1
-        before = gate.sends
+        before, lookups = gate.sends, gate.lookups
+        sent_at = asyncio.get_running_loop().time()  # no later than the first attempt
         try:
             await self.client.instance_members.add_raw(
                 self.path, post, losantdomain=self.losantdomain, gate=gate
@@ -397,17 +398,24 @@ class Engine:
         except LosantError as exc:
             self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
         else:
-            self.done(index, item, "created", keys, retries=max(0, gate.sends - before - 1))
+            retries = max(0, gate.sends - before - 1)
+            if gate.lookups > lookups and self.on_confirmed is not None:
+                await self.on_confirmed(job, gate, sent_at, retries)
+            else:
+                # A first attempt answered 200, or a resend after an answer that proved
+                # nothing was applied: this run added the member. (In a sync the plan's
+                # read, complete before any change, showed it absent.)
+                self.done(index, item, "created", keys, retries=retries)
 
     async def patch_role(self, job: Job, gate: _WorkerGate, user_id: str) -> int:
         """PATCH the member's role to the row's; return the retries it took."""
         post = job[3]
         assert post is not None
-        path = f"{self.path}/{_schema.check_object_id(user_id, 'userId')}"
+        path = member_path(self.instance_id, user_id)
         self.first_sends += 1
         before = gate.sends
         try:
-            await self.client.instance_member.patch_raw(  # type: ignore[attr-defined]
+            await self.client.instance_member.patch_raw(
                 path, post.role.value, losantdomain=self.losantdomain, gate=gate
             )
         except LosantError as exc:
@@ -430,13 +438,13 @@ class Engine:
     async def _remove(self, job: Job, gate: _WorkerGate) -> None:
         _, index, item, _, keys, user_id = job
         assert user_id is not None
-        path = f"{self.path}/{_schema.check_object_id(user_id, 'userId')}"
+        path = member_path(self.instance_id, user_id)
         self.first_sends += 1
         before = gate.sends
         try:
             # gone_ok: this run read the member as present, so a 404 (e.g. aiohttp's own
             # resend of a DELETE the server had applied) means it is gone: a removal.
-            await self.client.instance_member.delete_raw(  # type: ignore[attr-defined]
+            await self.client.instance_member.delete_raw(
                 path, losantdomain=self.losantdomain, gate=gate, gone_ok=True
             )
         except LosantError as exc:
@@ -453,11 +461,18 @@ class Engine:
 
     # -- reading the instance --------------------------------------------------------------
 
-    async def read_members(self, table: MemberTable, gate: Any) -> None:
-        """Stream every current member into ``table`` (one GET, parsed incrementally)."""
+    async def read_members(
+        self, table: MemberTable, gate: Any, on_start: Callable[[], None] | None = None
+    ) -> None:
+        """Stream every current member into ``table`` (one GET, parsed incrementally).
+
+        ``on_start`` is called when the answer begins to arrive (again if it is retried).
+        """
 
         async def consume(items: AsyncIterator[dict[str, Any]]) -> None:
             table.clear()  # a retried read starts again from scratch
+            if on_start is not None:
+                on_start()
             n = 0
             async for item in items:
                 table.add_wire(item)
@@ -492,19 +507,7 @@ async def scan_members(
     gate: Any,
 ) -> None:
     """``instance_members.scan_raw``: the members streamed to ``consume``."""
-    resource: Any = client.instance_members
-    scan = getattr(resource, "scan_raw", None)
-    if scan is not None:
-        await scan(path, consume, losantdomain=losantdomain, gate=gate)
-        return
-    # pragma: no cover - before scan_raw existed: one parsed GET, replayed as a stream.
-    data = await resource.list_raw(path, losantdomain=losantdomain, gate=gate)
-
-    async def items() -> AsyncIterator[dict[str, Any]]:
-        for item in data:
-            yield item
-
-    await consume(items())
+    await client.instance_members.scan_raw(path, consume, losantdomain=losantdomain, gate=gate)
 
 
 async def find_member(
@@ -515,24 +518,14 @@ async def find_member(
     losantdomain: str | None,
     gate: Any,
 ) -> dict[str, Any] | None:
-    """``instance_members.find_raw``: the member a row names, or None."""
-    resource: Any = client.instance_members
-    find = getattr(resource, "find_raw", None)
-    if find is not None:
-        found: dict[str, Any] | None = await find(
-            path,
-            email=post.email if post.user_id is None else None,
-            user_id=post.user_id,
-            losantdomain=losantdomain,
-            gate=gate,
-        )
-        return found
-    # pragma: no cover - before find_raw existed
-    loop = asyncio.get_running_loop()
-    old: dict[str, Any] | None = await resource._find(
-        path, post, losantdomain, gate, loop.time() + 60
+    """``instance_members.find_raw``: the member a row names (by userId when it has one)."""
+    return await client.instance_members.find_raw(
+        path,
+        email=post.email if post.user_id is None else None,
+        user_id=post.user_id,
+        losantdomain=losantdomain,
+        gate=gate,
     )
-    return old
 
 
 async def read_rows(

@@ -38,7 +38,14 @@ from ._engine import (
     read_rows,
 )
 from ._journal import Journal
-from ._result import ALREADY_MEMBER, DONE_EARLIER, DUPLICATE, BulkResult, Outcome, Progress
+from ._result import (
+    ALREADY_MEMBER,
+    DONE_EARLIER,
+    DUPLICATE,
+    BulkResult,
+    Outcome,
+    Progress,
+)
 
 __all__ = ["DEDUPE_WINDOW", "bulk_import"]
 
@@ -140,6 +147,11 @@ class _Import:
         self.seen: dict[str, int] = {}
         self.seen_order: collections.deque[str] = collections.deque()
         engine.on_already = self._already
+        engine.on_confirmed = self._confirmed
+        # When the (last) read of the members began to arrive: its snapshot was taken
+        # before then, so it is prior knowledge for any row first sent after it.
+        self.snapshot_at: float | None = None
+        self.read_over = asyncio.Event()
 
     async def execute(self, members: Iterable[MemberLike] | AsyncIterable[MemberLike]) -> None:
         engine = self.engine
@@ -166,15 +178,21 @@ class _Import:
 
     async def _read_members(self) -> None:
         engine = self.engine
+
+        def started() -> None:
+            self.snapshot_at = asyncio.get_running_loop().time()
+
         try:
             # Beside the pool, not in it: a long read must not hold a worker's slot.
-            await engine.read_members(self.table, engine.side)
+            await engine.read_members(self.table, engine.side, on_start=started)
         except LosantError as exc:
             if is_fatal(exc):
                 raise Stop(exc) from exc
             # Only an optimisation: the server's answers to the POSTs still decide.
             logger.info("reading the current members failed (%s); going on without", exc)
             self.table.clear()
+        finally:
+            self.read_over.set()
 
     def _classify(self, index: int, item: object) -> Job | None:
         """Validate and classify one row; return it as a job if it needs a request."""
@@ -252,10 +270,65 @@ class _Import:
             return None
         return (PATCH, index, item, post, keys, user_id)
 
+    async def _confirmed(self, job: Job, gate: _WorkerGate, sent_at: float, retries: int) -> None:
+        """The POST's success was confirmed by a lookup after an ambiguous attempt.
+
+        The member exists; whether this run added it or it was there before needs a
+        snapshot of the members taken before the row was first sent: the background read,
+        when it began to arrive before the row was sent. Absent from the read: this run
+        added it. Present in a read older than the row, or present with another role than
+        the row's (this run would have added it with the row's): it was there before, and
+        is settled like any existing member's row. Present with the row's role in a read
+        that may be newer than the row's first attempt: the two cannot be told apart; like
+        a single ``post()``, the row counts as created (see docs/RELIABILITY.md).
+        """
+        engine = self.engine
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        await self.read_over.wait()
+        table = self.table
+        ordinal = table.find_any(keys) if table.ready else None
+        if ordinal is not None:
+            role = table.role(ordinal)
+            assert self.snapshot_at is not None
+            if sent_at > self.snapshot_at or role != post.role.value:
+                await self._settle(job, gate, role, table.user_id(ordinal), retries)
+                return
+        engine.done(index, item, "created", keys, retries=retries)
+
+    async def _settle(
+        self, job: Job, gate: _WorkerGate, role: str | None, user_id: str | None, retries: int
+    ) -> None:
+        """A row for a member that was there before this run: skip it, or PATCH its role."""
+        engine = self.engine
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        if role is None or role == post.role.value:
+            engine.done(index, item, "skipped", keys, ALREADY_MEMBER, retries=retries)
+            return
+        if not self.update_roles or user_id is None:
+            engine.done(
+                index, item, "skipped", keys, f"already a member with role {role}", retries=retries
+            )
+            return
+        try:
+            retries += await engine.patch_role(job, gate, user_id)
+        except _Retried as failed:
+            engine.fail_or_stop(job, failed.error, retries + failed.retries)
+        else:
+            engine.done(
+                index,
+                item,
+                "updated",
+                keys,
+                f"role changed from {role} to {post.role.value}",
+                retries=retries,
+            )
+
     async def _already(self, job: Job, gate: _WorkerGate) -> None:
         """The server said "already a member": find its role, then skip or PATCH."""
         engine = self.engine
-        _, index, item, post, keys, _ = job
+        _, _index, _item, post, keys, _ = job
         assert post is not None
         role: str | None = None
         user_id: str | None = None
@@ -275,22 +348,4 @@ class _Import:
                 r, u = found.get("role"), found.get("userId")
                 role = r if isinstance(r, str) else None
                 user_id = u if isinstance(u, str) else None
-        if role is None or role == post.role.value:
-            engine.done(index, item, "skipped", keys, ALREADY_MEMBER)
-            return
-        if not self.update_roles or user_id is None:
-            engine.done(index, item, "skipped", keys, f"already a member with role {role}")
-            return
-        try:
-            retries = await engine.patch_role(job, gate, user_id)
-        except _Retried as failed:
-            engine.fail_or_stop(job, failed.error, failed.retries)
-        else:
-            engine.done(
-                index,
-                item,
-                "updated",
-                keys,
-                f"role changed from {role} to {post.role.value}",
-                retries=retries,
-            )
+        await self._settle(job, gate, role, user_id, 0)
