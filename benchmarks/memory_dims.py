@@ -56,6 +56,17 @@ async def _serve(n: int) -> None:
             BIG, email=f"member{i}@big.example.com", role="admin" if i % 4 == 0 else "view"
         )
     async with server:
+        # Build the server's cached answer to a full list now: the embedded server is one
+        # process that answers one request at a time, so a list built on demand would hold
+        # up the rows' POSTs behind it (a real server answers them side by side).
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with session.get(
+                f"{server.url}/instances/{BIG}/members", headers=headers
+            ) as resp:
+                await resp.read()
         print(server.url, flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin

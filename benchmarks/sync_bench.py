@@ -37,12 +37,18 @@ async def _run(n: int, url: str, concurrency: int) -> dict[str, Any]:
     import asyncmembers as am
 
     async with am.Client(TOKEN, url=url) as client:
-        await client.instance_members.get(instanceId=BIG, filterField="email", filter="warm@x.example")
+        await client.instance_members.get(
+            instanceId=BIG, filterField="email", filter="warm@x.example"
+        )
         base = rss_mb()
         started = time.perf_counter()
         with Heartbeat() as beat:
             result = await am.sync_members(
-                client, instanceId=BIG, members=desired_rows(n), prune=True, max_removals=n,
+                client,
+                instanceId=BIG,
+                members=desired_rows(n),
+                prune=True,
+                max_removals=n,
                 concurrency=concurrency,
             )
         elapsed = time.perf_counter() - started
@@ -57,8 +63,12 @@ async def _run(n: int, url: str, concurrency: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sync_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--members", type=int, default=100_000, help="members in the instance (100000)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.sync_bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--members", type=int, default=100_000, help="members in the instance (100000)"
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     args, rest = parser.parse_known_args(argv)
     if rest[:1] == ["run"]:
@@ -69,7 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     n = args.members
     with Server(n) as server:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.sync_bench", "--concurrency", str(args.concurrency), "run", str(n), server.url],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.sync_bench",
+                "--concurrency",
+                str(args.concurrency),
+                "run",
+                str(n),
+                server.url,
+            ],
             capture_output=True,
             cwd=ROOT,
             timeout=1800,
@@ -83,10 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     changes = r["added"] + r["updated"] + r["removed"]
     expected = changes + 1
     print(f"sync of a {n:,}-member instance: 1 % adds, 1 % role changes, 1 % removals (prune)")
-    print(f"  added {r['added']:,}, updated {r['updated']:,}, removed {r['removed']:,}, unchanged {r['unchanged']:,}, failed {r['failed']:,}")
+    print(
+        f"  added {r['added']:,}, updated {r['updated']:,}, removed {r['removed']:,}, unchanged {r['unchanged']:,}, failed {r['failed']:,}"
+    )
     print(f"  wall time          {fig['elapsed']:8.2f} s")
-    print(f"  requests sent      {r['requests']:8,}   (changes + 1 read = {expected:,}; retries {r['retries']})")
-    print(f"  peak RSS           {fig['peak_mb']:8.1f} MB (before the sync: {fig['base_mb']:.1f} MB)")
+    print(
+        f"  requests sent      {r['requests']:8,}   (changes + 1 read = {expected:,}; retries {r['retries']})"
+    )
+    print(
+        f"  peak RSS           {fig['peak_mb']:8.1f} MB (before the sync: {fig['base_mb']:.1f} MB)"
+    )
     print(f"  longest loop step  {fig['max_step_ms']:8.1f} ms")
     ok = r["requests"] == expected and r["failed"] == 0
     print("  requests == changes + reads:", "yes" if ok else "NO")

@@ -477,7 +477,7 @@ class Engine:
             async for item in items:
                 table.add_wire(item)
                 n += 1
-                if n % 1024 == 0:
+                if n % 256 == 0:
                     await asyncio.sleep(0)  # a huge instance never holds the loop long
             table.ready = True
 
