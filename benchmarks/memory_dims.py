@@ -14,6 +14,9 @@ embedded server in its own process, so the server's memory is not counted:
 The longest loop step is measured by a heartbeat task that sleeps 5 ms at a time and
 records how late it wakes: any callback that holds the loop shows up as lateness (counted
 only while the process had the CPU, so other processes on a busy machine do not count).
+The longest pause of the interpreter's garbage collector is shown beside it: a full
+collection holds the loop whatever code allocated (an application can shorten it with
+``gc.freeze()`` after its imports).
 
 Internals (used by the tests in ``tests/test_memory_dims.py``): ``python -m
 benchmarks.memory_dims serve N`` runs the server with N members in instance BIG and prints
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -135,13 +139,25 @@ class Heartbeat:
             # the OS gave to other processes on a shared machine is not the engine's.
             self.worst = max(self.worst, min(late, time.thread_time() - cpu))
 
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        # The interpreter's full collections hold the loop too, whoever allocated: shown
+        # apart, so that a long step can be told from the engine's own work.
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.worst_gc = max(self.worst_gc, time.perf_counter() - self._gc_started)
+
     def __enter__(self) -> Heartbeat:
+        self.worst_gc = 0.0
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
         self._task = asyncio.get_running_loop().create_task(self._beat())
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
+        gc.callbacks.remove(self._gc)
 
 
 def write_finished_journal(path: Path, instance_id: str, tag: str, n: int) -> None:
@@ -197,6 +213,7 @@ async def _case(name: str, n: int, url: str, workdir: Path) -> dict[str, Any]:
         "peak_mb": rss_mb(),
         "elapsed": elapsed,
         "max_step_ms": beat.worst * 1000,
+        "max_gc_ms": beat.worst_gc * 1000,
         "result": result.to_dict(),
     }
 
@@ -250,13 +267,15 @@ def main(argv: list[str] | None = None) -> int:
         for label, name, n in plan:
             rows.append((label, run_case(name, n, server.url, work)))
     base_peak = rows[0][1]["peak_mb"]
-    print(f"{'case':45} {'peak RSS':>9} {'vs 1k':>8} {'time':>8} {'longest loop step':>18}  result")
+    print(
+        f"{'case':45} {'peak RSS':>9} {'vs 1k':>8} {'time':>8} {'longest loop step':>18} {'longest GC':>10}  result"
+    )
     for label, fig in rows:
         r = fig["result"]
         counts = ", ".join(f"{k} {r[k]:,}" for k in ("created", "skipped", "failed") if r[k])
         print(
             f"{label:45} {fig['peak_mb']:7.1f}MB {fig['peak_mb'] - base_peak:+7.1f} "
-            f"{fig['elapsed']:7.2f}s {fig['max_step_ms']:15.1f} ms  {counts}"
+            f"{fig['elapsed']:7.2f}s {fig['max_step_ms']:15.1f} ms {fig['max_gc_ms']:7.1f} ms  {counts}"
         )
     print(f"(python {sys.version.split()[0]}, {os.cpu_count()} cpus; each case in a fresh process)")
     return 0
