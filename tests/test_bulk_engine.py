@@ -184,3 +184,20 @@ async def test_an_existing_member_with_another_role_is_updated_with_update_roles
     assert {o.index: o.kind for o in outcomes} == {0: "updated", 1: "skipped", 2: "created"}
     again = await am.bulk_import(client, instanceId=IID, members=rows, update_roles=True)
     assert (again.created, again.updated, again.skipped) == (0, 0, 3)
+
+
+async def test_update_roles_in_a_dry_run_changes_nothing(
+    client: am.Client, server: FakeLosantServer
+) -> None:
+    server.add_member(IID, email="viewer@example.com", role="view")
+    rows = [
+        {"email": "viewer@example.com", "role": "admin"},
+        {"email": "other@example.com", "role": "view"},
+    ]
+    result = await am.bulk_import(
+        client, instanceId=IID, members=rows, update_roles=True, dry_run=True
+    )
+    assert (result.created, result.updated, result.skipped) == (1, 1, 0)
+    assert [m["role"] for m in server.members(IID)] == ["view"]
+    plain = await am.bulk_import(client, instanceId=IID, members=rows, dry_run=True)
+    assert plain.skipped_by_reason == {"already a member with role view": 1}

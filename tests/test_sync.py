@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +29,13 @@ async def server() -> AsyncIterator[FakeLosantServer]:
 async def client(server: FakeLosantServer) -> AsyncIterator[am.Client]:
     async with am.Client(TOKEN, url=server.url, retry=PATIENT) as c:
         yield c
+
+
+def _is_server_task(task: asyncio.Task[Any]) -> bool:
+    """The embedded server shares the test's loop; its handler tasks are not ours."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    filename = code.co_filename if code is not None else ""
+    return "aiohttp/web_" in filename or "asyncmembers/testing" in filename
 
 
 def state(server: FakeLosantServer) -> dict[str, str]:
@@ -225,3 +235,112 @@ async def test_sync_under_faults_converges_exactly(
     removed = {o.member["email"] for o in outcomes if o.kind == "removed"}  # type: ignore[index]
     assert not removed & set(want)
     assert fired["drop_after_commit"] > 0 and fired["error"] > 0
+
+
+# -- identities, journal, stopping ----------------------------------------------------------
+
+
+async def test_rows_match_by_user_id_or_email_in_any_case(
+    client: am.Client, server: FakeLosantServer
+) -> None:
+    by_id = server.add_member(IID, email="ided@example.com", role="view")
+    server.add_member(IID, email="Mixed.Case@Example.com", role="admin")
+    rows = [
+        {"userId": by_id["userId"].upper(), "role": "admin"},  # the same member, by its id
+        {"email": "mixed.case@example.COM", "role": "admin"},
+        {"userId": "a" * 24, "role": "view"},  # a user the instance does not have
+    ]
+    result = await am.sync_members(client, instanceId=IID, members=rows, prune=True)
+    assert counts(result) == (1, 1, 0, 1, 0)
+    roles = {m["userId"]: m["role"] for m in server.members(IID)}
+    assert roles[by_id["userId"]] == "admin" and roles["a" * 24] == "view" and len(roles) == 3
+
+
+async def test_a_sync_journal_records_and_is_refused_for_an_import(
+    client: am.Client, server: FakeLosantServer, tmp_path: Path
+) -> None:
+    seed(server, CURRENT)
+    journal = tmp_path / "sync.journal"
+    await am.sync_members(
+        client, instanceId=IID, members=DESIRED, prune=True, max_removals=1, journal=journal
+    )
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert lines[0]["mode"] == "sync" and lines[0]["instanceId"] == IID
+    outcomes = {line.get("outcome") for line in lines[1:]}
+    assert {"created", "updated", "removed", "unchanged", "failed"} <= outcomes
+    with pytest.raises(am.ValidationError, match="records a sync run, not a import run"):
+        await am.bulk_import(client, instanceId=IID, members=DESIRED, journal=journal)
+    # A re-run with the same journal converges: nothing left to change.
+    again = await am.sync_members(
+        client, instanceId=IID, members=DESIRED, prune=True, max_removals=0, journal=journal
+    )
+    assert counts(again) == (0, 0, 0, 20, 1)
+
+
+async def test_a_raising_on_outcome_stops_the_sync_with_its_result(
+    client: am.Client, server: FakeLosantServer
+) -> None:
+    seed(server, CURRENT)
+    calls = 0
+
+    def on_outcome(o: am.Outcome) -> None:
+        nonlocal calls
+        calls += 1
+        if o.kind == "created":
+            raise RuntimeError("the caller's bug")
+
+    with pytest.raises(RuntimeError) as info:
+        await am.sync_members(
+            client,
+            instanceId=IID,
+            members=DESIRED,
+            prune=True,
+            max_removals=1,
+            on_outcome=on_outcome,
+            concurrency=1,
+        )
+    partial = info.value.result  # type: ignore[attr-defined]
+    assert isinstance(partial, am.SyncResult)
+    assert partial.total == calls and partial.added == 1
+    # With one worker, nothing after the raising row was sent: the removal was not made.
+    assert "leaver@example.com" in state(server)
+
+
+async def test_cancelling_a_sync_leaves_nothing_behind(
+    server: FakeLosantServer, tmp_path: Path
+) -> None:
+    seed(server, CURRENT)
+    server.faults = Faults(latency=0.05)
+    before = asyncio.all_tasks()
+    first_change = asyncio.Event()
+
+    def on_outcome(o: am.Outcome) -> None:
+        if o.kind in ("created", "updated", "removed"):
+            first_change.set()
+
+    async with am.Client(TOKEN, url=server.url) as c:
+        task = asyncio.create_task(
+            am.sync_members(
+                c,
+                instanceId=IID,
+                members=DESIRED,
+                prune=True,
+                max_removals=1,
+                journal=tmp_path / "j",
+                concurrency=1,
+                on_outcome=on_outcome,
+            )
+        )
+        await first_change.wait()  # the plan is made, the changes have begun
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        assert [t for t in asyncio.all_tasks() - before if not _is_server_task(t)] == []
+    # The journal's lock was released: another run may use it at once.
+    server.faults = Faults()
+    async with am.Client(TOKEN, url=server.url) as c:
+        result = await am.sync_members(
+            c, instanceId=IID, members=DESIRED, prune=True, max_removals=1, journal=tmp_path / "j"
+        )
+    assert result.failed == 1 and not set(state(server)) - set(CURRENT) - {"new@example.com"}
