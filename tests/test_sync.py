@@ -268,7 +268,7 @@ async def test_a_sync_journal_records_and_is_refused_for_an_import(
     assert lines[0]["mode"] == "sync" and lines[0]["instanceId"] == IID
     outcomes = {line.get("outcome") for line in lines[1:]}
     assert {"created", "updated", "removed", "unchanged", "failed"} <= outcomes
-    with pytest.raises(am.ValidationError, match="records a sync run, not a import run"):
+    with pytest.raises(am.ValidationError, match="records a sync run, not an import run"):
         await am.bulk_import(client, instanceId=IID, members=DESIRED, journal=journal)
     # A re-run with the same journal converges: nothing left to change.
     again = await am.sync_members(

@@ -53,6 +53,11 @@ def _header(instance_id: str, mode: str) -> bytes:
     )
 
 
+def _a(word: object) -> str:
+    text = str(word)
+    return ("an " if text[:1] in ("a", "e", "i", "o", "u") else "a ") + text
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -167,7 +172,7 @@ class Journal:
         # Version 1 (asyncmembers 0.1) journals were import journals without a mode.
         mode = entry.get("mode", "import") if version == 1 else entry.get("mode")
         if mode != self.mode:
-            raise self._refuse(f"it records a {mode!s} run, not a {self.mode} run")
+            raise self._refuse(f"it records {_a(mode)} run, not {_a(self.mode)} run")
         done = self.done
         for line in f:
             try:
