@@ -6,8 +6,9 @@ runs them through one shared :class:`Pacer` (429 pauses, adaptive rate). Every r
 with exactly one outcome, counted once in the result, the :class:`Progress`, the journal
 and ``on_outcome``; failures are counted by type and kept only as a bounded sample.
 
-A fatal error (:attr:`LosantError.fatal`: 401, 403, unknown instance, closed client), a
-failing journal or a raising ``on_outcome`` stops every task at once; the error is raised
+A fatal error (:attr:`LosantError.fatal`: 401, 403, unknown instance, closed client) or a
+failing journal stops every task at once; a raising ``on_outcome`` stops the run once the
+requests in flight have finished (so they are counted). Either way the error is raised
 with the partial result attached (``.result``). Memory does not grow with the input: the
 queue holds at most ``concurrency`` jobs and successes are counted, not kept.
 """
