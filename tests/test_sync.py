@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import asyncmembers as am
+from asyncmembers.bulk import SyncPlan
 from asyncmembers.testing import FakeLosantServer, Faults
 
 IID = "575ec8687ae143cd83dc4a97"
@@ -344,3 +345,41 @@ async def test_cancelling_a_sync_leaves_nothing_behind(
             c, instanceId=IID, members=DESIRED, prune=True, max_removals=1, journal=tmp_path / "j"
         )
     assert result.failed == 1 and not set(state(server)) - set(CURRENT) - {"new@example.com"}
+
+
+async def test_on_plan_shows_the_plan_before_any_change_and_can_stop_it(
+    client: am.Client, server: FakeLosantServer
+) -> None:
+    seed(server, CURRENT)
+    plans: list[SyncPlan] = []
+    result = await am.sync_members(
+        client, instanceId=IID, members=DESIRED, prune=True, max_removals=1, on_plan=plans.append
+    )
+    [plan] = plans
+    assert (plan.current, plan.add, plan.update, plan.remove, plan.unchanged, plan.failed) == (
+        20,
+        1,
+        1,
+        1,
+        18,
+        1,
+    )
+    assert plan.samples["add"] == [DESIRED[2]] and plan.samples["update"] == [DESIRED[1]]
+    assert [m["email"] for m in plan.samples["remove"]] == ["leaver@example.com"]
+    assert counts(result) == (plan.add, plan.update, plan.remove, plan.unchanged, plan.failed)
+
+    class NotConfirmed(Exception):
+        pass
+
+    def refuse(plan: SyncPlan) -> None:
+        raise NotConfirmed
+
+    server.reset_stats()
+    with pytest.raises(NotConfirmed):
+        await am.sync_members(
+            client,
+            instanceId=IID,
+            members=[{"email": "x@example.com", "role": "view"}],
+            on_plan=refuse,
+        )
+    assert server.stats.requests == 1  # the read only: nothing was changed

@@ -3,7 +3,7 @@
 from ._importer import DEDUPE_WINDOW, bulk_import
 from ._journal import check_journal_path
 from ._result import BulkResult, ItemFailure, Outcome, OutcomeKind, Progress, SyncResult
-from ._sync import sync_members
+from ._sync import SyncPlan, sync_members
 
 __all__ = [
     "DEDUPE_WINDOW",
@@ -12,6 +12,7 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "Progress",
+    "SyncPlan",
     "SyncResult",
     "bulk_import",
     "check_journal_path",

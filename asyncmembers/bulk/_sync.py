@@ -26,6 +26,8 @@ import tempfile
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import IO, Any
 
+import attrs
+
 from .. import _schema
 from ..client import Client
 from ..errors import LosantError, ValidationError
@@ -48,7 +50,7 @@ from ._journal import Journal
 from ._pacing import Pacer
 from ._result import Outcome, Progress, SyncResult
 
-__all__ = ["sync_members"]
+__all__ = ["SyncPlan", "sync_members"]
 
 #: Marks in the member table.
 _MATCHED = 1  # a desired row names this member
@@ -56,6 +58,32 @@ _PROTECTED = 2  # an invalid row names it: never removed, since the list may wan
 
 #: With ``max_removals=None``, the share of current members a sync may remove.
 DEFAULT_REMOVAL_SHARE = 0.10
+
+
+#: How many rows of each kind a :class:`SyncPlan` shows.
+PLAN_SAMPLE = 5
+
+
+@attrs.define(slots=True)
+class SyncPlan:
+    """What a sync is about to do, passed to ``on_plan`` before any change is sent.
+
+    Counts of the changes (``add``, ``update``, ``remove``) and of the rows that need
+    none (``unchanged``, ``failed``: invalid rows), ``current`` (members read), and
+    ``samples``: the first rows of each kind (``"add"``, ``"update"``: the rows as given;
+    ``"remove"``: members in wire form). Raising from ``on_plan`` stops the sync with
+    nothing changed; the removal guard is checked after it.
+    """
+
+    current: int = 0
+    add: int = 0
+    update: int = 0
+    remove: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    samples: dict[str, list[Any]] = attrs.field(
+        factory=lambda: {"add": [], "update": [], "remove": []}
+    )
 
 
 def _check_max_removals(value: object) -> int | None:
@@ -84,6 +112,7 @@ async def sync_members(
     max_failures_kept: int | None = 1000,
     progress: Progress | None = None,
     protect: Iterable[str | os.PathLike[str] | None] = (),
+    on_plan: Callable[[SyncPlan], None] | None = None,
 ) -> SyncResult:
     """Make the instance's members match ``members`` (the desired list); return a :class:`SyncResult`.
 
@@ -101,6 +130,10 @@ async def sync_members(
     :class:`ValidationError`. ``dry_run=True`` computes the same counts and outcomes
     and changes nothing. ``total == added + updated + removed + unchanged + failed``;
     ``total`` counts the rows seen plus the members considered for removal.
+
+    ``on_plan`` is called with the :class:`SyncPlan` (counts and the first rows of each
+    kind) once the list is read, before the removal guard and before any change: a
+    command line shows it, and may raise to stop with nothing changed.
 
     Concurrency, pacing, ``on_outcome``, ``progress``, ``max_failures_kept``, the journal
     (``protect``: paths it must not be) and fatal errors (raised with ``.result``) are
@@ -128,7 +161,9 @@ async def sync_members(
                 Journal, journal, instance_id, mode="sync", protect=protect
             )
         with tempfile.TemporaryFile(prefix="asyncmembers-sync-") as spool:
-            await _Sync(engine, spool, prune=bool(prune), limit=limit).execute(members)
+            sync = _Sync(engine, spool, prune=bool(prune), limit=limit)
+            sync.on_plan = on_plan
+            await sync.execute(members)
     except Stop as stop:
         raise_with_result(stop.error, engine.finish())
     except LosantError as exc:
@@ -167,6 +202,8 @@ class _Sync:
         self.table = MemberTable()
         self.current = 0
         self.rows = 0
+        self.plan = SyncPlan()
+        self.on_plan: Callable[[SyncPlan], None] | None = None
 
     async def execute(self, members: Iterable[MemberLike] | AsyncIterable[MemberLike]) -> None:
         engine = self.engine
@@ -177,6 +214,21 @@ class _Sync:
         if engine.stopping is not None:
             raise Stop(engine.stopping)
         removals = self.table.count_unmarked(self.current) if self.prune else 0
+        plan = self.plan
+        plan.current, plan.remove = self.current, removals
+        result = engine.result
+        assert isinstance(result, SyncResult)
+        plan.unchanged, plan.failed = result.unchanged, result.failed
+        if self.prune:
+            plan.samples["remove"] = [
+                self.table.wire(o) for o in self.table.unmarked(self.current)
+            ][:PLAN_SAMPLE]
+        if self.on_plan is not None:
+            try:
+                self.on_plan(plan)
+            except Exception as exc:
+                exc.add_note("raised by on_plan; nothing was changed")
+                raise Stop(exc) from exc
         self._guard(removals)
         if engine.result.dry_run:
             for index, ordinal in enumerate(
@@ -259,6 +311,14 @@ class _Sync:
         dry_reason: str,
     ) -> None:
         engine = self.engine
+        kind = "add" if op == ADD else "update"
+        if op == ADD:
+            self.plan.add += 1
+        else:
+            self.plan.update += 1
+        sample = self.plan.samples[kind]
+        if len(sample) < PLAN_SAMPLE:
+            sample.append(item)
         if engine.result.dry_run:
             engine.done(index, item, "created" if op == ADD else "updated", keys, dry_reason)
             return
