@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -201,3 +201,28 @@ async def test_update_roles_in_a_dry_run_changes_nothing(
     assert [m["role"] for m in server.members(IID)] == ["view"]
     plain = await am.bulk_import(client, instanceId=IID, members=rows, dry_run=True)
     assert plain.skipped_by_reason == {"already a member with role view": 1}
+
+
+async def test_a_post_confirmed_after_a_failed_attempt_is_not_counted_created_for_an_earlier_member(
+    server: FakeLosantServer,
+) -> None:
+    """The member was there before; the row's first POST fails; the lookup finds it.
+
+    Without the up-front read, the lookup's "found" used to count the row as created. The
+    background read shows the member with another role than the row's: there before.
+    """
+    server.add_member(IID, email="earlier@example.com", role="view")
+    loop = asyncio.get_running_loop()
+
+    def rows() -> Iterator[dict[str, str]]:
+        server.faults = Faults(error_rate=1.0)  # every request fails, for a moment
+        loop.call_later(0.1, setattr, server, "faults", Faults())
+        yield {"email": "earlier@example.com", "role": "admin"}
+
+    retry = am.RetryPolicy(attempts=20, wait_initial=0.03, wait_max=0.05, timeout=30)
+    async with am.Client(TOKEN, url=server.url, retry=retry) as c:
+        result = await am.bulk_import(c, instanceId=IID, members=rows())
+    assert result.retries + result.requests > 2  # the faults did hit it
+    assert (result.created, result.skipped) == (0, 1), result
+    assert result.skipped_by_reason == {"already a member with role view": 1}
+    assert server.stats.posts_applied == 0
