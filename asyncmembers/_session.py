@@ -298,7 +298,14 @@ class Session:
             first_failure = exc
         try:
             return await self._retry(
-                attempt, first_failure, method, path, idempotent, confirm is not None, gate, deadline
+                attempt,
+                first_failure,
+                method,
+                path,
+                idempotent,
+                confirm is not None,
+                gate,
+                deadline,
             )
         except LosantError as exc:
             if not ambiguous or confirm is None or isinstance(exc, _DEFINITIVE):

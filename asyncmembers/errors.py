@@ -185,7 +185,9 @@ def error_for_status(
     hint = _HINTS.get(status)
     if hint:
         message = f"{message} ({hint})"
-    kwargs: dict[str, Any] = dict(status=status, type=server_type, data=data, method=method, path=path)
+    kwargs: dict[str, Any] = dict(
+        status=status, type=server_type, data=data, method=method, path=path
+    )
     if status == 429:
         return RateLimitError(message, retry_after=retry_after, **kwargs)
     cls = _BY_STATUS.get(status)

@@ -212,10 +212,12 @@ def _make_converter() -> cattrs.Converter:
     for cls in (InstanceMember, InstanceMembers):
         renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
         conv.register_structure_hook(
-            cls, _require(Mapping, "an object", make_dict_structure_fn(cls, conv, **renames))  # type: ignore[arg-type]
+            cls,
+            _require(Mapping, "an object", make_dict_structure_fn(cls, conv, **renames)),  # type: ignore[arg-type]
         )
         conv.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames)  # type: ignore[arg-type]
+            cls,
+            make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames),  # type: ignore[arg-type]
         )
     item_list = conv.get_structure_hook(list[InstanceMember])
     member_list: Any = list[InstanceMember]

@@ -67,9 +67,7 @@ class InstanceMembersResource:
             params["filterField"] = filterField
         if filter:
             params["filter"] = filter
-        data = await self._session.request(
-            "GET", path, params=params, losantdomain=losantdomain
-        )
+        data = await self._session.request("GET", path, params=params, losantdomain=losantdomain)
         return _structure(data, InstanceMembers, "GET", path)
 
     async def post(

@@ -17,9 +17,16 @@ __all__ = ["RetryPolicy", "parse_retry_after"]
 def _positive(name: str, *, allow_zero: bool = False) -> attrs._ValidatorType[float]:
     def check(_: object, __: attrs.Attribute[float], value: float) -> None:
         ok = value >= 0 if allow_zero else value > 0
-        if not isinstance(value, int | float) or isinstance(value, bool) or not ok or math.isnan(value):
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not ok
+            or math.isnan(value)
+        ):
             need = "zero or more" if allow_zero else "greater than zero"
-            raise ValidationError(f"RetryPolicy.{name} must be a number {need}, got {value!r}", field=name)
+            raise ValidationError(
+                f"RetryPolicy.{name} must be a number {need}, got {value!r}", field=name
+            )
 
     return check
 
@@ -52,7 +59,9 @@ class RetryPolicy:
 
     attempts: int = attrs.field(default=5, validator=_attempts)
     timeout: float = attrs.field(default=120.0, validator=_positive("timeout"))
-    wait_initial: float = attrs.field(default=0.25, validator=_positive("wait_initial", allow_zero=True))
+    wait_initial: float = attrs.field(
+        default=0.25, validator=_positive("wait_initial", allow_zero=True)
+    )
     wait_max: float = attrs.field(default=15.0, validator=_positive("wait_max", allow_zero=True))
     max_retry_after: float = attrs.field(
         default=60.0, validator=_positive("max_retry_after", allow_zero=True)

@@ -512,7 +512,7 @@ def test_format_from_extension_and_option(tmp_path: Path) -> None:
     jsonl_path.write_bytes(b'{"email": "a@x.io", "role": "view"}\n')
     json_path = tmp_path / "m.json"
     json_path.write_bytes(b'[{"email": "a@x.io", "role": "view"}]')
-    odd = tmp_path / "members.txt"
+    odd = tmp_path / "members.log"
     odd.write_bytes(b'{"email": "a@x.io", "role": "view"}\n')
     cases: list[tuple[Path | str, str | None, str]] = [
         (csv_path, None, "csv"),
@@ -530,9 +530,9 @@ def test_format_from_extension_and_option(tmp_path: Path) -> None:
 
 def test_unknown_extension_or_format_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
-        open_source(tmp_path / "members.txt")
+        open_source(tmp_path / "members.xlsx")
     assert str(info.value) == (
-        f"{tmp_path / 'members.txt'}: cannot tell the format from the extension '.txt'; "
+        f"{tmp_path / 'members.xlsx'}: cannot tell the format from the extension '.xlsx'; "
         "name the file .csv, .jsonl or .json, or give the format (csv, jsonl or json)"
     )
     with pytest.raises(SourceError, match=r"extension '\(none\)'"):
@@ -694,7 +694,7 @@ def test_count_rows_is_a_cheap_estimate(tmp_path: Path) -> None:
     assert count_rows(tmp_path / "m.json") is None
     assert count_rows("-", format="csv") is None
     assert count_rows(tmp_path / "missing.csv") is None
-    assert count_rows(tmp_path / "m.txt") is None
+    assert count_rows(tmp_path / "m.xlsx") is None
 
 
 def test_row_repr_and_str_are_short() -> None:

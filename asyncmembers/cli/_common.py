@@ -50,6 +50,7 @@ __all__ = [
     "Secret",
     "Stop",
     "cli_error",
+    "cli_wording",
     "current_stop",
     "exit_code_for",
     "fail",
@@ -287,12 +288,16 @@ _CLI_WORDING: Final = (
 )
 
 
-def one_line(error: BaseException) -> str:
-    """An error as one line (the message, with any line breaks folded)."""
-    text = str(error) or type(error).__name__
+def cli_wording(text: str) -> str:
+    """A library message reworded for the command line (options instead of keywords)."""
     for library, cli in _CLI_WORDING:
         text = text.replace(library, cli)
-    return _WS.sub(" ", text).strip()
+    return text
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line (the message, with any line breaks folded)."""
+    return _WS.sub(" ", cli_wording(str(error) or type(error).__name__)).strip()
 
 
 @attrs.define

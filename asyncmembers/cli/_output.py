@@ -28,7 +28,7 @@ from rich.table import Table
 from ..bulk import BulkResult
 from ..models import InstanceMember, InstanceMembers, converter
 from ..report import guard_cell
-from ._common import is_terminal
+from ._common import cli_wording, is_terminal
 
 __all__ = [
     "MEMBER_COLUMNS",
@@ -297,7 +297,7 @@ def print_failures(
             where = f"[{element}]"
         else:
             where = f"#{failure.index + 1}"
-        message = _LINE_PREFIX.sub("", failure.error.message)
+        message = cli_wording(_LINE_PREFIX.sub("", failure.error.message))
         table.add_row(where, type(failure.error).__name__, message)
     console.print(table)
 

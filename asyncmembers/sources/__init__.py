@@ -24,7 +24,8 @@ Header names (CSV) and keys (JSON) are matched through :data:`COLUMN_ALIASES`, i
 letter case, spaces, ``_``, ``-`` and ``.``: ``email`` also as Google Workspace's
 ``Email Address [Required]`` / ``Primary Email``, ``primaryEmail``, Azure AD's ``mail`` /
 ``userPrincipalName``, Okta's ``login``; ``userId`` (``user_id``, ``Losant User ID``);
-``role`` (``Member Role``, ...). When several email columns are present the first alias
+``role`` (``Member Role``, ...). A userId value of the form ``provider|id`` (Auth0's
+``user_id``) is an identity provider's id, not a Losant userId, and counts as absent. When several email columns are present the first alias
 listed is used, and a row whose cell there is blank takes the next one's value.
 ``email_column=``, ``user_id_column=``, ``role_column=`` name any other column (that
 column only). ``default_role=`` (``admin`` or ``view``) is the role of a row without
@@ -104,7 +105,7 @@ __all__ = [
 
 #: The formats :func:`open_source` reads, with the file extensions that select them.
 FORMATS: Final[Mapping[str, tuple[str, ...]]] = {
-    "csv": (".csv", ".tsv"),
+    "csv": (".csv", ".tsv", ".txt"),
     "jsonl": (".jsonl", ".ndjson"),
     "json": (".json",),
 }
@@ -285,7 +286,7 @@ def open_source(
 
     ``source`` is a path, ``"-"`` (standard input, or ``stdin=``), ``bytes`` or a binary
     file object (read, never closed). ``format`` is ``csv``, ``jsonl`` (or ``ndjson``) or
-    ``json``; without it a path's extension decides (``.csv``/``.tsv``,
+    ``json``; without it a path's extension decides (``.csv``/``.tsv``/``.txt``,
     ``.jsonl``/``.ndjson``, ``.json``) and other input is sniffed. ``encoding`` is a
     Python codec name (a BOM overrides it); ``delimiter`` a CSV delimiter (``tab`` is
     accepted) instead of sniffing it; ``email_column``, ``user_id_column`` and

@@ -40,6 +40,9 @@ COLUMN_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {
         "login",  # Okta
         "userPrincipalName",  # Azure AD / Entra ID
     ),
+    # ``user_id`` matches too (normalised). Auth0 exports a ``user_id`` such as
+    # ``auth0|6450f1...``: a value with ``|`` is an identity provider's id, never a Losant
+    # userId, and is treated as absent.
     "userId": ("userId", "Losant User ID"),
     "role": ("role", "Member Role", "Instance Role", "Losant Role"),
 }
@@ -224,6 +227,8 @@ class SourceRow:
                     what = f"holds a character that is not valid UTF-8: {show(value)}"
                 raise ValidationError(f"{self.where}: {name} {what}", field=name)
             value = value.strip()
+            if name == "userId" and "|" in value:
+                continue  # an Auth0-style "provider|id", not a Losant userId
             if value:
                 return value
         return None
