@@ -29,7 +29,11 @@ NO_SCOPE_TOKEN = "cli-device-token-1a2b3c"
 UID = "5f0c1a2b3c4d5e6f7a8b9c0d"
 
 #: Environment for every run: no token or URL leaking in from the developer's shell.
-CLEAN_ENV: dict[str, str | None] = {"LOSANT_API_TOKEN": None, "LOSANT_API_URL": None}
+CLEAN_ENV: dict[str, str | None] = {
+    "LOSANT_API_TOKEN": None,
+    "LOSANT_API_URL": None,
+    "LOSANT_INSTANCE_ID": None,
+}
 
 
 @pytest.fixture
