@@ -277,11 +277,6 @@ class _Object(dict[str, Any]):
 
     duplicate: str | None = None
 
-    def __setitem__(self, key: str, value: Any) -> None:  # ijson builds objects this way
-        if self.duplicate is None and key in self:
-            self.duplicate = key
-        super().__setitem__(key, value)
-
 
 def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
     obj = _Object(pairs)
@@ -422,38 +417,49 @@ class _TooDeep(Exception):
     pass
 
 
+_SCALARS: Final = frozenset(("string", "number", "boolean", "null"))
+
+
 def _elements(counted: _Counted, name: str) -> Generator[Any, None, None]:
-    """The elements of the top-level array, built from ijson's events, depth-bounded."""
+    """The elements of the top-level array, built from ijson's events, depth-bounded.
+
+    The hot path (a scalar in an object) is two comparisons and a store; the enclosing
+    containers are kept as (container, is_map, key) so no ``isinstance`` is needed.
+    """
     events = ijson.basic_parse(counted, use_float=True)
     for event, _ in events:  # the opening "[" (checked by open_source)
         if event != "start_array":
             raise SourceError(f"{name}: expected a JSON array of members ([...])")
         break
-    stack: list[Any] = []
-    keys: list[str | None] = []
-    key: str | None = None
+    stack: list[tuple[Any, bool, Any]] = []
+    container: Any = None  # None: directly in the top-level array
+    is_map = False
+    key: Any = None
     for event, value in events:
         if event == "map_key":
             key = value
             continue
-        if event == "start_map" or event == "start_array":
-            if len(stack) >= MAX_DEPTH:
-                raise _TooDeep
-            stack.append(_Object() if event == "start_map" else [])
-            keys.append(key)
-            key = None
-            continue
-        if event == "end_map" or event == "end_array":
-            if not stack:  # the end of the top-level array
+        if event not in _SCALARS:
+            if event == "start_map" or event == "start_array":
+                if len(stack) >= MAX_DEPTH:
+                    raise _TooDeep
+                stack.append((container, is_map, key))
+                is_map = event == "start_map"
+                container = _Object() if is_map else []
+                key = None
                 continue
-            value = stack.pop()
-            key = keys.pop()
-        if not stack:
+            if container is None:  # the end of the top-level array
+                continue
+            value = container
+            container, is_map, key = stack.pop()
+        if container is None:
             yield value
-        elif key is not None and isinstance(stack[-1], dict):
-            stack[-1][key] = value
+        elif is_map:
+            if key in container and container.duplicate is None:
+                container.duplicate = key
+            container[key] = value
         else:
-            stack[-1].append(value)
+            container.append(value)
 
 
 def _ijson_message(exc: BaseException) -> str:
