@@ -226,3 +226,23 @@ async def test_a_post_confirmed_after_a_failed_attempt_is_not_counted_created_fo
     assert (result.created, result.skipped) == (0, 1), result
     assert result.skipped_by_reason == {"already a member with role view": 1}
     assert server.stats.posts_applied == 0
+
+
+async def test_an_unreachable_api_stops_the_import_instead_of_failing_every_row() -> None:
+    async with FakeLosantServer() as gone:
+        url = gone.url  # nothing listens there any more
+    read = 0
+
+    def rows() -> Iterator[dict[str, str]]:
+        nonlocal read
+        for i in range(100_000):
+            read += 1
+            yield {"email": f"u{i}@example.com", "role": "view"}
+
+    retry = am.RetryPolicy(attempts=3, wait_initial=0.01, wait_max=0.02, timeout=5)
+    async with am.Client(TOKEN, url=url, retry=retry) as c:
+        with pytest.raises(am.TransportError) as info:
+            await am.bulk_import(c, instanceId=IID, members=rows(), concurrency=4)
+    assert not info.value.sent and info.value.exit_status == 4
+    assert isinstance(info.value.result, am.BulkResult)
+    assert read < 100
