@@ -246,3 +246,22 @@ async def test_an_unreachable_api_stops_the_import_instead_of_failing_every_row(
     assert not info.value.sent and info.value.exit_status == 4
     assert isinstance(info.value.result, am.BulkResult)
     assert read < 100
+
+
+async def test_a_row_with_a_user_id_and_another_users_email_is_not_a_duplicate() -> None:
+    """The API resolves a row by userId first: {email e, userId u} can be user u, whose
+    email is not e; a later row {email e} is then another user, not a duplicate."""
+    u = "a" * 24
+    users = [{"userId": u, "email": "x@example.com"}, {"email": "e@example.com"}]
+    async with FakeLosantServer(
+        tokens={TOKEN: ["all.Instance"]}, instances=[IID], users=users
+    ) as srv:
+        rows = [
+            {"email": "e@example.com", "userId": u, "role": "view"},
+            {"email": "E@example.com", "role": "view"},
+        ]
+        async with am.Client(TOKEN, url=srv.url) as c:
+            result = await am.bulk_import(c, instanceId=IID, members=rows)
+        emails = sorted(m["email"] for m in srv.members(IID))
+    assert emails == ["e@example.com", "x@example.com"]
+    assert (result.created, result.skipped) == (2, 0)

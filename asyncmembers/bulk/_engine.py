@@ -35,7 +35,7 @@ from ._journal import Journal
 from ._pacing import Pacer
 from ._result import BulkResult, ItemFailure, Outcome, Progress, SyncResult, _check_kept
 
-__all__ = ["ADD", "PATCH", "REMOVE", "Engine", "Job", "check_settings", "member_keys"]
+__all__ = ["ADD", "PATCH", "REMOVE", "Engine", "Job", "check_settings", "import_key", "member_keys"]
 
 logger = logging.getLogger("asyncmembers")
 
@@ -55,8 +55,26 @@ class Stop(Exception):
         self.error = error
 
 
+def import_key(post: InstanceMemberPost) -> tuple[str, ...]:
+    """The one identity an import can trust for a row: its userId if it has one, else email.
+
+    The API resolves a row to a user by userId first; a row with both a userId and an
+    email can therefore be a different user than another row with that email alone (the
+    email may belong to another user), so the import matches, deduplicates and journals
+    by the userId only; the server's "already a member" answer settles the rest.
+    """
+    if post.user_id is not None:
+        return ("u:" + post.user_id.lower(),)
+    assert post.email is not None
+    return ("e:" + post.email.lower(),)
+
+
 def member_keys(post: InstanceMemberPost) -> tuple[str, ...]:
-    """The identities a row names: ``u:`` + userId and/or ``e:`` + email, lower-cased."""
+    """Every identity a row names: ``u:`` + userId and/or ``e:`` + email, lower-cased.
+
+    A sync matches a row to a current member by either (SPEC section 6), so that no member
+    a row names by its email is ever removed.
+    """
     if post.user_id is not None and post.email is not None:
         return ("u:" + post.user_id.lower(), "e:" + post.email.lower())
     if post.user_id is not None:

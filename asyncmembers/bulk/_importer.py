@@ -32,8 +32,8 @@ from ._engine import (
     check_progress,
     check_settings,
     find_member,
+    import_key,
     is_fatal,
-    member_keys,
     raise_with_result,
     read_rows,
 )
@@ -204,7 +204,7 @@ class _Import:
         except ValidationError as exc:
             engine.done(index, item, "failed", (), error=exc)
             return None
-        keys = member_keys(post)
+        keys = import_key(post)
         journal = engine.journal
         seen = self.seen
         for key in keys:
