@@ -460,9 +460,7 @@ class FakeLosantServer:
         if scopes.isdisjoint(POST_SCOPES if is_post else GET_SCOPES):
             return 403, _FORBIDDEN
         instance_id = request.match_info["instanceId"]
-        if OBJECT_ID_RE.fullmatch(instance_id) is None or not self._store.has_instance(
-            instance_id
-        ):
+        if OBJECT_ID_RE.fullmatch(instance_id) is None or not self._store.has_instance(instance_id):
             return 404, _INSTANCE_NOT_FOUND
         instance_id = instance_id.lower()
         if is_post:
