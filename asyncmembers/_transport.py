@@ -12,6 +12,7 @@ is scrubbed from any server text before it reaches an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -114,6 +115,7 @@ class Transport:
         self._owns_session = session is None
         self._max_connections = max_connections
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_end: AsyncGenerator[None] | None = None
         self.closed = False
 
     @property
@@ -139,12 +141,36 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, timeout=self.timeout
             )
+            self._watch_loop_end()
             self.get_headers = None
             self.body_headers = _CONTENT_TYPE_JSON
             self.request_timeout = None
         elif self._session.closed:
             raise ClientClosedError("the aiohttp.ClientSession given to Client is closed")
         return self._session
+
+    def _watch_loop_end(self) -> None:
+        """Close the owned session when its loop shuts down with the client still open.
+
+        A client never closed in its loop (``asyncio.run(use(client))`` without ``async
+        with``) would leave its connections to be garbage-collected after the loop closed,
+        with ResourceWarnings. ``asyncio.run`` (and uvloop's) closes every async generator
+        of the loop before closing the loop (``shutdown_asyncgens``): this one's ``finally``
+        closes the session while the loop still runs. It is started here, synchronously,
+        up to its ``yield`` (the loop's first-iteration hook registers it).
+        """
+        self._loop_end = self._on_loop_end()
+        step = self._loop_end.asend(None)
+        with contextlib.suppress(StopIteration):  # it stopped at its yield
+            step.send(None)
+
+    async def _on_loop_end(self) -> AsyncGenerator[None]:
+        try:
+            yield
+        finally:
+            session = self._session
+            if session is not None and self._owns_session and not session.closed:
+                await session.close()
 
     async def close(self) -> None:
         """Close the owned session (a caller's session is left open). Idempotent."""

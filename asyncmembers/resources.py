@@ -189,7 +189,7 @@ class InstanceMembersResource:
         """
 
         async def read(chunks: AsyncIterator[bytes]) -> T:
-            items = iter_members(chunks, path)
+            items = iter_members(chunks, path, self._session.transport.scrub)
             try:
                 return await consume(items)
             finally:
