@@ -58,6 +58,23 @@ INSTANCE_MEMBERS: Final[dict[str, Any]] = {
     },
 }
 
+INSTANCE_MEMBER_PATCH: Final[dict[str, Any]] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Instance Member Patch",
+    "type": "object",
+    "properties": {"role": {"type": "string", "enum": ["admin", "view"]}},
+    "additionalProperties": False,
+    "required": ["role"],
+}
+
+SUCCESS: Final[dict[str, Any]] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Success",
+    "type": "object",
+    "properties": {"success": {"type": "boolean", "enum": [True]}},
+    "required": ["success"],
+}
+
 ERROR: Final[dict[str, Any]] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "title": "Error",

@@ -368,7 +368,7 @@ async def test_unknown_or_malformed_instance_is_404(server, http, method, instan
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/"), ("GET", f"/instances/{IID}"), ("PUT", f"/instances/{IID}/members"), ("GET", f"/instances/{IID}/members/x")],
+    [("GET", "/"), ("GET", f"/instances/{IID}"), ("PUT", f"/instances/{IID}/members"), ("GET", f"/instances/{IID}/members/x/y")],
 )
 async def test_other_routes_are_404_json(server, http, method, path) -> None:
     async with http.request(method, server.url + path, headers={"Authorization": "Bearer admin-token"}) as resp:

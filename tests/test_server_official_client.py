@@ -141,3 +141,76 @@ async def test_400_already_a_member(server) -> None:
     )
     assert tuple(err.args) == (400, err.data)
     assert "already a member" in str(err)
+
+
+# -- one member: client.instance_member.get / patch / delete ------------------------------------
+
+NOT_FOUND_MEMBER = {"type": "NotFound", "message": "Member was not found"}
+
+
+async def test_instance_member_get_patch_delete(server) -> None:
+    api = client(server)
+    added = await run(
+        api.instance_members.post, instanceId=IID, member={"email": "Ada@x.io", "role": "view"}
+    )
+    user_id = added["userId"]
+
+    member = await run(api.instance_member.get, instanceId=IID, userId=user_id)
+    schemas.validate(member, schemas.INSTANCE_MEMBER)
+    assert (member["userId"], member["email"], member["role"]) == (user_id, "Ada@x.io", "view")
+
+    changed = await run(
+        api.instance_member.patch, instanceId=IID, userId=user_id.upper(), member={"role": "admin"}
+    )
+    schemas.validate(changed, schemas.INSTANCE_MEMBER)
+    assert (changed["userId"], changed["role"]) == (user_id, "admin")
+    assert [m["role"] for m in server.members(IID)] == ["admin"]
+
+    done = await run(api.instance_member.delete, instanceId=IID, userId=user_id)
+    schemas.validate(done, schemas.SUCCESS)
+    assert done == {"success": True}
+    assert server.members(IID) == []
+    assert server.stats.by_method == {"POST": 1, "GET": 1, "PATCH": 1, "DELETE": 1}
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+async def test_instance_member_404s_say_which_was_not_found(server, method) -> None:
+    kept = server.add_member(IID, email="a@x.io")
+    fn = getattr(client(server).instance_member, method)
+    extra: dict[str, Any] = {"member": {"role": "admin"}} if method == "patch" else {}
+    err = await fails(fn, instanceId=IID, userId="0123456789abcdef01234567", **extra)
+    assert (err.status, err.data) == (404, NOT_FOUND_MEMBER)
+    err = await fails(fn, instanceId=UNKNOWN_IID, userId=kept["userId"], **extra)
+    assert (err.status, err.data) == (
+        404,
+        {"type": "NotFound", "message": "Instance was not found"},
+    )
+    assert server.members(IID) == [kept]
+
+
+async def test_instance_member_reader_may_get_but_not_change(server) -> None:
+    user_id = server.add_member(IID, email="a@x.io")["userId"]
+    reader = client(server, "reader").instance_member
+    member = await run(reader.get, instanceId=IID, userId=user_id)
+    assert member["role"] == "view"
+    for fn, extra in [(reader.patch, {"member": {"role": "admin"}}), (reader.delete, {})]:
+        err = await fails(fn, instanceId=IID, userId=user_id, **extra)
+        assert (err.status, err.data["type"]) == (403, "Forbidden")
+    err = await fails(client(server, None).instance_member.get, instanceId=IID, userId=user_id)
+    assert err.status == 401
+    assert [m["role"] for m in server.members(IID)] == ["view"]
+
+
+@pytest.mark.parametrize(
+    "member",
+    [{"role": "owner"}, {"role": "admin", "email": "a@x.io"}, {}, None],
+    ids=["bad-role", "extra-property", "no-role", "no-body"],
+)
+async def test_instance_member_patch_failing_the_schema_is_400(server, member) -> None:
+    user_id = server.add_member(IID, email="a@x.io")["userId"]
+    kwargs: dict[str, Any] = {} if member is None else {"member": member}
+    err = await fails(
+        client(server).instance_member.patch, instanceId=IID, userId=user_id, **kwargs
+    )
+    assert (err.status, err.data["type"]) == (400, "Validation")
+    assert [m["role"] for m in server.members(IID)] == ["view"]

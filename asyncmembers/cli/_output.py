@@ -75,7 +75,6 @@ def progress_mode(no_progress: bool) -> ProgressMode:
         return "none"
     return "rich" if is_terminal(sys.stderr) else "plain"
 
-
 #: Seconds between progress lines when stderr is not a terminal.
 PLAIN_INTERVAL: Final = 2.0
 #: Seconds between redraws of the progress bar on a terminal.

@@ -13,6 +13,11 @@
         server.url                                   # "http://127.0.0.1:<port>"
         server.members("575ec8687ae143cd83dc4a97")   # the server's truth, wire form
 
+It serves list and add (``GET``/``POST /instances/{id}/members``) and read, change role and
+remove one member (``GET``/``PATCH``/``DELETE /instances/{id}/members/{userId}``).
+``server.add_members(instance_id, rows)`` seeds many members at once (200k in about a
+second), for tests and benchmarks of large instances.
+
 With pytest, the ``losant_server`` fixture (from the ``asyncmembers`` pytest plugin)
 yields a started server; see :mod:`asyncmembers.testing.pytest_plugin`.
 """
@@ -22,6 +27,9 @@ from ._server import (
     DEFAULT_INSTANCE_ID,
     DEFAULT_TOKEN,
     GET_SCOPES,
+    MEMBER_DELETE_SCOPES,
+    MEMBER_GET_SCOPES,
+    MEMBER_PATCH_SCOPES,
     POST_SCOPES,
     FakeLosantServer,
     ServerStats,
@@ -32,6 +40,9 @@ __all__ = [
     "DEFAULT_INSTANCE_ID",
     "DEFAULT_TOKEN",
     "GET_SCOPES",
+    "MEMBER_DELETE_SCOPES",
+    "MEMBER_GET_SCOPES",
+    "MEMBER_PATCH_SCOPES",
     "POST_SCOPES",
     "FakeLosantServer",
     "FaultKind",

@@ -1,8 +1,9 @@
 """The embedded Losant-compatible server: HTTP handling, lifecycle and the CLI runner.
 
-Only the Instance Members resource is served. The request path is kept lean (precompiled
-checks from :mod:`asyncmembers._schema`, constant error bodies, cached list answers)
-so that the server is not what limits a benchmark.
+Only the Instance Members resource (``/instances/{id}/members``) and the Instance Member
+resource (``/instances/{id}/members/{userId}``) are served. The request path is kept lean
+(precompiled checks from :mod:`asyncmembers._schema`, constant error bodies, cached list
+answers built from per-member JSON) so that the server is not what limits a benchmark.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ import attrs
 from aiohttp import web
 from multidict import MultiMapping
 
+from .. import _json
 from .._schema import OBJECT_ID_RE, check_list_query, check_member_post
 from ..errors import ValidationError
 from ._faults import ERROR_STATUSES, FaultKind, FaultPlan, Faults, TokenBucket
-from ._state import AlreadyMemberError, MemberStore
+from ._state import AlreadyMemberError, MemberStore, check_member_patch
 
 __all__ = [
     "DEFAULT_INSTANCE_ID",
     "DEFAULT_TOKEN",
     "GET_SCOPES",
+    "MEMBER_DELETE_SCOPES",
+    "MEMBER_GET_SCOPES",
+    "MEMBER_PATCH_SCOPES",
     "POST_SCOPES",
     "FakeLosantServer",
     "ServerStats",
@@ -58,14 +63,36 @@ POST_SCOPES: Final = frozenset(
     {"all.Instance", "all.User", "instanceMembers.*", "instanceMembers.post"}
 )
 
+#: Scopes of which a token needs any one to read one member.
+MEMBER_GET_SCOPES: Final = frozenset(
+    {
+        "all.Instance",
+        "all.Instance.read",
+        "all.User",
+        "all.User.read",
+        "instanceMember.*",
+        "instanceMember.get",
+    }
+)
+#: Scopes of which a token needs any one to change a member's role.
+MEMBER_PATCH_SCOPES: Final = frozenset(
+    {"all.Instance", "all.User", "instanceMember.*", "instanceMember.patch"}
+)
+#: Scopes of which a token needs any one to remove a member.
+MEMBER_DELETE_SCOPES: Final = frozenset(
+    {"all.Instance", "all.User", "instanceMember.*", "instanceMember.delete"}
+)
+_MEMBER_SCOPES: Final = {
+    "GET": MEMBER_GET_SCOPES,
+    "PATCH": MEMBER_PATCH_SCOPES,
+    "DELETE": MEMBER_DELETE_SCOPES,
+}
+
 _PATH: Final = "/instances/{instanceId}/members"
+_MEMBER_PATH: Final = "/instances/{instanceId}/members/{userId}"
 _LIST_PARAMS: Final = ("sortField", "sortDirection", "filterField", "filter")
 _HEADERS: Final = {"Content-Type": "application/json; charset=utf-8"}
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _body(payload: object) -> bytes:
-    return _encode(payload).encode()
+_body: Final = _json.dumps
 
 
 def _error(type_: str, message: str) -> bytes:
@@ -77,6 +104,8 @@ _FORBIDDEN: Final = _error(
     "Forbidden", "The access token does not have a scope that allows this action"
 )
 _INSTANCE_NOT_FOUND: Final = _error("NotFound", "Instance was not found")
+_MEMBER_NOT_FOUND: Final = _error("NotFound", "Member was not found")
+_SUCCESS: Final = _body({"success": True})
 _ROUTE_NOT_FOUND: Final = _error("NotFound", "Route was not found")
 _ALREADY_MEMBER: Final = _error("Validation", "User is already a member of this instance")
 _BAD_JSON: Final = _error("Validation", "Request body must be a valid JSON object")
@@ -91,6 +120,9 @@ assert set(_SERVER_ERRORS) == set(ERROR_STATUSES)
 
 _NO_BODY: Final = object()
 _LIST_CACHE_SIZE: Final = 32
+# Listing bodies kept per instance, in bytes: a few listings of a 200k-member instance
+# (about 55 MB each) fit, 32 of them would not.
+_LIST_CACHE_BYTES: Final = 256 * 2**20
 
 
 @attrs.define
@@ -98,16 +130,30 @@ class ServerStats:
     """Counters of what the server saw and did, for assertions in tests.
 
     - ``requests``: every request received, answered or not.
+    - ``by_method``: the same, by HTTP method (``"GET"``, ``"POST"``, ``"PATCH"``,
+      ``"DELETE"``, ...), whatever the route.
     - ``by_status``: answers sent, by HTTP status (a cut connection sends none).
     - ``posts_applied``: members added through the API (not through ``add_member``).
+    - ``patches_applied``: PATCHes of an existing member applied (whether or not the role
+      differed), including those whose answer was then cut.
+    - ``deletes_applied``: members removed through the API, including those whose answer
+      was then cut.
     - ``faults``: injected faults by kind (:class:`FaultKind` values, e.g. ``"error"``,
       ``"rate_limit"``, ``"drop_after_commit"``).
     """
 
     requests: int = 0
+    by_method: Counter[str] = attrs.field(factory=Counter)
     by_status: Counter[int] = attrs.field(factory=Counter)
     posts_applied: int = 0
+    patches_applied: int = 0
+    deletes_applied: int = 0
     faults: Counter[str] = attrs.field(factory=Counter)
+
+    @property
+    def changes_applied(self) -> int:
+        """Every change the API applied: posts, patches and deletes."""
+        return self.posts_applied + self.patches_applied + self.deletes_applied
 
 
 def _bearer(value: str | None) -> str | None:
@@ -149,7 +195,11 @@ def _check_tokens(tokens: Mapping[str, Iterable[str]]) -> dict[str, frozenset[st
 
 
 class FakeLosantServer:
-    """A Losant Platform API look-alike for the Instance Members resource, on loopback.
+    """A Losant Platform API look-alike for instance members, on loopback.
+
+    It serves ``GET`` and ``POST /instances/{instanceId}/members`` (list, add) and
+    ``GET``, ``PATCH`` and ``DELETE /instances/{instanceId}/members/{userId}`` (read one,
+    change its role, remove it), with the API's scopes, answers and errors.
 
     Real HTTP over a real socket (aiohttp.web). Use it as an async context manager, or
     call :meth:`start` and :meth:`close`::
@@ -177,8 +227,13 @@ class FakeLosantServer:
     gets it. Adding a user who is already a member of the instance answers 400
     ``Validation`` "User is already a member of this instance".
 
+    On ``/members/{userId}``, the checks go: token (401, 403), instance (404 "Instance
+    was not found"), body of a PATCH (400 ``Validation``), member (404 "Member was not
+    found"). A PATCH answers the modified member, a DELETE ``{"success": true}``.
+
     Answers carry a ``_links`` field, as the real API's do; clients must ignore it.
-    Instance ids and user ids are kept in lower case. Query parameters the API does not
+    Instance ids and user ids are kept in lower case and compared in any case (in paths
+    and bodies). Query parameters the API does not
     define (such as the official clients' ``_actions``, ``_links``, ``_embedded``) and the
     ``Accept-Version`` and ``losantdomain`` headers are ignored.
     """
@@ -233,6 +288,9 @@ class FakeLosantServer:
         app = web.Application()
         app.router.add_get(_PATH, self._handle_members, allow_head=False)
         app.router.add_post(_PATH, self._handle_members)
+        app.router.add_get(_MEMBER_PATH, self._handle_member, allow_head=False)
+        app.router.add_patch(_MEMBER_PATH, self._handle_member)
+        app.router.add_delete(_MEMBER_PATH, self._handle_member)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         # Handlers end promptly on close (stalls and latency wait on _closing), so the
         # shutdown timeout is only a backstop.
@@ -363,6 +421,43 @@ class FakeLosantServer:
         self._list_cache.pop(instance_id.lower(), None)
         return member
 
+    def add_members(
+        self, instance_id: str, members: Iterable[Mapping[str, Any]], *, role: str = "view"
+    ) -> int:
+        """Make many users members directly, all or none; return how many were added.
+
+        For seeding large instances fast (200k members in about a second)::
+
+            server.add_members(iid, ({"email": f"u{i}@example.com"} for i in range(200_000)))
+
+        Each row is a mapping with ``email`` and/or ``userId`` (resolved to a user as a
+        POST is), an optional ``role`` (default ``role``) and, for a user the directory
+        does not know yet, optional ``firstName``, ``lastName`` and ``avatarUrl``. No HTTP,
+        no faults, not counted in ``stats``. Raises :class:`KeyError` for an unknown
+        instance and :class:`ValueError` naming the row (0-based) that is invalid, names a
+        user who is already a member, or names the same user as an earlier row; then
+        nothing is added.
+        """
+        if not self._store.has_instance(instance_id):
+            raise KeyError(f"no instance {instance_id!r}; known: {self._store.instances}")
+        if isinstance(members, Mapping | str | bytes):
+            raise TypeError("members must be an iterable of mappings, one per member")
+        try:
+            added = self._store.add_members(instance_id, members, role=role)
+        except ValidationError as exc:
+            raise ValueError(f"role: {exc.message}") from None
+        self._list_cache.pop(instance_id.lower(), None)
+        return added
+
+    def member_count(self, instance_id: str) -> int:
+        """How many members the instance has (cheaper than ``len(members(...))``).
+
+        Raises :class:`KeyError` for an unknown instance.
+        """
+        if not self._store.has_instance(instance_id):
+            raise KeyError(f"no instance {instance_id!r}; known: {self._store.instances}")
+        return self._store.count(instance_id)
+
     # -- HTTP ----------------------------------------------------------------------------
 
     def _answer(
@@ -397,12 +492,24 @@ class FakeLosantServer:
         return self._answer(404, _ROUTE_NOT_FOUND)
 
     async def _handle_members(self, request: web.Request) -> web.Response:
+        return await self._serve(request, self._process)
+
+    async def _handle_member(self, request: web.Request) -> web.Response:
+        return await self._serve(request, self._process_member)
+
+    async def _serve(
+        self,
+        request: web.Request,
+        process: Callable[[web.Request, bytes, Any], tuple[int, bytes]],
+    ) -> web.Response:
+        """Read the body, meet the faults, then ``process`` the request (or not)."""
         stats = self._stats
         stats.requests += 1
+        method = request.method
+        stats.by_method[method] += 1
         faults = self._faults
-        is_post = request.method == "POST"
         parsed: Any = _NO_BODY
-        if is_post:
+        if method == "POST" or method == "PATCH":
             try:
                 raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
@@ -433,7 +540,7 @@ class FakeLosantServer:
         drop_after = False
         plan = self._plan
         if plan is not None:
-            decision = plan.decide(request.method, request.path, _canonical(request, raw, parsed))
+            decision = plan.decide(method, request.path, _canonical(request, raw, parsed))
             if decision is not None:
                 kind = decision.kind
                 stats.faults[kind] += 1
@@ -445,27 +552,80 @@ class FakeLosantServer:
                     return self._cut(request)
                 drop_after = kind is FaultKind.DROP_AFTER_COMMIT
 
-        status, body = self._process(request, is_post, raw, parsed)
+        status, body = process(request, raw, parsed)
         if drop_after:
             return self._cut(request)
         return self._answer(status, body)
 
-    def _process(
-        self, request: web.Request, is_post: bool, raw: bytes, parsed: Any
-    ) -> tuple[int, bytes]:
-        """Authorise and apply one request; synchronous, so it cannot interleave."""
+    def _authorise(self, request: web.Request, allowed: frozenset[str]) -> tuple[int, bytes] | None:
+        """The 401 or 403 answer when the token is missing, unknown or lacks every scope."""
         scopes = self._tokens.get(_bearer(request.headers.get("Authorization")) or "")
         if scopes is None:
             return 401, _UNAUTHORIZED
-        if scopes.isdisjoint(POST_SCOPES if is_post else GET_SCOPES):
+        if scopes.isdisjoint(allowed):
             return 403, _FORBIDDEN
+        return None
+
+    def _instance(self, request: web.Request) -> str | None:
+        """The path's instance id in lower case, or None if no such instance exists."""
         instance_id = request.match_info["instanceId"]
         if OBJECT_ID_RE.fullmatch(instance_id) is None or not self._store.has_instance(instance_id):
+            return None
+        return instance_id.lower()
+
+    def _process(self, request: web.Request, raw: bytes, parsed: Any) -> tuple[int, bytes]:
+        """Authorise and apply one collection request; synchronous, so it cannot interleave."""
+        is_post = request.method == "POST"
+        refused = self._authorise(request, POST_SCOPES if is_post else GET_SCOPES)
+        if refused is not None:
+            return refused
+        instance_id = self._instance(request)
+        if instance_id is None:
             return 404, _INSTANCE_NOT_FOUND
-        instance_id = instance_id.lower()
         if is_post:
             return self._post(instance_id, raw, parsed)
         return self._list(instance_id, request.query)
+
+    def _process_member(self, request: web.Request, raw: bytes, parsed: Any) -> tuple[int, bytes]:
+        """Authorise and apply one request on one member; synchronous, like :meth:`_process`."""
+        method = request.method
+        refused = self._authorise(request, _MEMBER_SCOPES[method])
+        if refused is not None:
+            return refused
+        instance_id = self._instance(request)
+        if instance_id is None:
+            return 404, _INSTANCE_NOT_FOUND
+        role = ""
+        if method == "PATCH":
+            if parsed is _NO_BODY:
+                return 400, _BAD_JSON
+            try:
+                role = check_member_patch(parsed)
+            except ValidationError as exc:
+                return 400, _error("Validation", exc.message)
+        user_id = request.match_info["userId"]
+        if OBJECT_ID_RE.fullmatch(user_id) is None:
+            return 404, _MEMBER_NOT_FOUND
+        store = self._store
+        if method == "DELETE":
+            if not store.remove_member(instance_id, user_id):
+                return 404, _MEMBER_NOT_FOUND
+            self._stats.deletes_applied += 1
+            self._list_cache.pop(instance_id, None)
+            return 200, _SUCCESS
+        if method == "PATCH":
+            member = store.set_role(instance_id, user_id, role)
+            if member is not None:
+                self._stats.patches_applied += 1
+                self._list_cache.pop(instance_id, None)
+        else:
+            member = store.get_member(instance_id, user_id)
+        if member is None:
+            return 404, _MEMBER_NOT_FOUND
+        member["_links"] = {
+            "self": {"href": f"/instances/{instance_id}/members/{member['userId']}"}
+        }
+        return 200, _body(member)
 
     def _post(self, instance_id: str, raw: bytes, parsed: Any) -> tuple[int, bytes]:
         if parsed is _NO_BODY:
@@ -505,30 +665,27 @@ class FakeLosantServer:
         cache = self._list_cache.setdefault(instance_id, {})
         body = cache.get(key)
         if body is None:
-            items = self._store.list(
+            fragments = self._store.list_fragments(
                 instance_id,
                 sort_field=sort_field,
                 descending=sort_direction == "desc",
                 filter_field=filter_field,
                 pattern=pattern,
             )
-            for item in items:
-                item["_links"] = {
-                    "self": {"href": f"/instances/{instance_id}/members/{item['userId']}"}
-                }
-            payload: dict[str, Any] = {
-                "items": items,
-                "count": len(items),
+            rest: dict[str, Any] = {
+                "count": len(fragments),
                 "instanceId": instance_id,
                 "sortField": sort_field,
                 "sortDirection": sort_direction,
             }
             if filter_field:
-                payload["filterField"] = filter_field
-                payload["filter"] = pattern
-            payload["_links"] = {"self": {"href": f"/instances/{instance_id}/members"}}
-            body = _body(payload)
-            if len(cache) >= _LIST_CACHE_SIZE:
+                rest["filterField"] = filter_field
+                rest["filter"] = pattern
+            rest["_links"] = {"self": {"href": f"/instances/{instance_id}/members"}}
+            # {"items":[<member>,...],<rest>}: each member's JSON is kept by the store, so
+            # a listing of a large instance is a sort and a join, not a re-encoding.
+            body = b"".join((b'{"items":[', b",".join(fragments), b"],", _body(rest)[1:]))
+            if len(cache) >= _LIST_CACHE_SIZE or sum(map(len, cache.values())) > _LIST_CACHE_BYTES:
                 cache.clear()
             cache[key] = body
         return 200, body
@@ -537,13 +694,18 @@ class FakeLosantServer:
 def _canonical(request: web.Request, raw: bytes, parsed: Any) -> bytes:
     """The part of a request that, with method and path, identifies it for the fault plan.
 
-    A POST is its JSON body with sorted keys (or the raw bytes if it is not JSON); a GET is
-    its list parameters, so that clients differing only in ignored flags meet the same faults.
+    A POST or PATCH is its JSON body with sorted keys (or the raw bytes if it is not JSON);
+    a GET of the list is its list parameters, so that clients differing only in ignored
+    flags meet the same faults; a GET or DELETE of one member is identified by its path
+    alone.
     """
-    if request.method == "POST":
+    method = request.method
+    if method == "POST" or method == "PATCH":
         if parsed is _NO_BODY:
             return raw
         return json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
+    if "userId" in request.match_info:
+        return b""
     query = request.query
     return "&".join(
         f"{name}={value}" for name in _LIST_PARAMS for value in query.getall(name, ())

@@ -103,6 +103,10 @@ def fake_server(
 ) -> None:
     """Run the embedded Losant-compatible server until Ctrl-C or SIGTERM.
 
+    It serves GET and POST /instances/{instanceId}/members (list, add) and GET, PATCH
+    and DELETE /instances/{instanceId}/members/{userId} (read one member, change its
+    role, remove it), with the API's scopes and errors; the faults below apply to all.
+
     The first line printed is the server's URL; the next lines say how to use it.
     Members live in memory and are gone when it stops. Stopping it (Ctrl-C or
     SIGTERM) is its normal end: it shuts down cleanly and exits 0.
