@@ -335,7 +335,8 @@ class Session:
                     method=req.method,
                     path=req.path,
                 )
-            session = transport.session(loop)  # again: close() may have run at the gate
+            if gate is not None:
+                session = transport.session(loop)  # again: close() may have run at the gate
             timeout = transport.request_timeout
             total = transport.timeout.total
             if total is None or total > remaining:
