@@ -228,13 +228,15 @@ class Transport:
                             return await req.reader(chunks)
                         finally:
                             await chunks.aclose()
-                    raw = await self._read(resp, method, path)
+                    # Server text is scrubbed where it enters: whatever of it later reaches
+                    # an error, a log line or a report cannot hold the token.
+                    raw = self.scrub(await self._read(resp, method, path))
                     try:
                         return _json.loads(raw)
                     except (ValueError, RecursionError) as exc:
                         raise ProtocolError(
                             f"{status}: the server's answer is not JSON ({_problem(exc)}): "
-                            f"{self.scrub(raw[:200])!r}",
+                            f"{raw[:200]!r}",
                             status=status,
                             method=method,
                             path=path,
@@ -244,7 +246,7 @@ class Transport:
                     if location is not None:
                         location = self.scrub(location.encode(errors="replace")).decode()
                     raise _redirect_error(status, location, method, path)
-                raw = await self._read(resp, method, path)
+                raw = self.scrub(await self._read(resp, method, path))
                 retry_after = parse_retry_after(resp.headers) if status == 429 else None
         except LosantError:
             raise
@@ -287,7 +289,7 @@ class Transport:
         parsed: Any = None
         if raw:
             try:
-                parsed = _json.loads(self.scrub(raw))
+                parsed = _json.loads(raw)
             except (ValueError, RecursionError):
                 parsed = None  # an error page in HTML: the status says enough
         return error_for_status(

@@ -486,3 +486,26 @@ def test_a_client_used_from_a_second_loop_says_why() -> None:
         server_loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         server_loop.close()
+
+
+async def test_a_success_body_holding_the_token_never_shows_it() -> None:
+    """A 200 of the wrong shape that quotes the token: the ProtocolError (message, .data,
+    repr) shows *** instead, also when the token falls at the edge of the quoted text."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        pad = "x" * (190 - len("Bearer "))
+        if request.method == "POST":
+            return web.json_response({"echo": pad + auth})
+        if "filter" in request.query:
+            return web.json_response({"items": []})
+        return web.json_response({"items": pad + auth})
+
+    async with serve(handler) as url, am.Client(TOKEN, url=url, retry=FAST) as client:
+        with pytest.raises(am.ProtocolError) as got:
+            await client.instance_members.get(instanceId=IID, sortField="email")
+        with pytest.raises(am.ProtocolError) as posted:
+            await client.instance_members.post(instanceId=IID, member=ROWS[0])
+    for err in (got.value, posted.value):
+        text = text_of(err)
+        assert TOKEN not in text and TOKEN[:12] not in text, text[:400]
