@@ -49,6 +49,8 @@ _NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorErro
     (aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()
 )
 _MASK = b"***"
+#: The shortest secret that is masked in server text (see ``Transport.__init__``).
+MIN_SCRUBBED_SECRET = 8
 
 
 class Request:
@@ -97,7 +99,10 @@ class Transport:
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self._max_retry_after = max_retry_after
-        self._secrets = tuple(s.encode() for s in secrets if s)
+        # A secret too short to be told apart from ordinary text (a test token such as
+        # "t") is not scrubbed: masking it would corrupt every answer. Real tokens are
+        # long (Losant's are JWTs of hundreds of characters).
+        self._secrets = tuple(s.encode() for s in secrets if len(s) >= MIN_SCRUBBED_SECRET)
         # Built once as aiohttp's own header type, so no request has to convert them.
         self._headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(headers))
         # What each request carries itself. An owned session holds the constant headers

@@ -445,47 +445,72 @@ def test_bad_urls_are_refused_at_construction(url: str, problem: str) -> None:
     assert "pa55word" not in text_of(info.value) and TOKEN not in text_of(info.value)
 
 
-def test_a_client_used_from_a_second_loop_says_why() -> None:
-    async def serve_forever(ready: asyncio.Future[str], stop: asyncio.Event) -> None:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return web.json_response({"items": [], "count": 0})
+_SECOND_LOOP_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, gc, threading, warnings
+    import asyncmembers as am
+    from asyncmembers.testing import FakeLosantServer
 
-        async with serve(handler) as url:
-            ready.set_result(url)
-            await stop.wait()
-
-    import threading
+    IID = "575ec8687ae143cd83dc4a97"
+    warnings.simplefilter("error")
+    unraisable = []
+    import sys
+    sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
 
     server_loop = asyncio.new_event_loop()
-    ready: asyncio.Future[str] = server_loop.create_future()
-    stop = asyncio.Event()
-    thread = threading.Thread(
-        target=server_loop.run_until_complete, args=(serve_forever(ready, stop),)
-    )
+    started = threading.Event()
+    holder = {}
+
+    async def serve():
+        async with FakeLosantServer(tokens={"t": ["all.Instance"]}, instances=[IID]) as s:
+            holder["url"], holder["stop"] = s.url, asyncio.Event()
+            started.set()
+            await holder["stop"].wait()
+
+    thread = threading.Thread(target=server_loop.run_until_complete, args=(serve(),))
     thread.start()
+    started.wait(30)
+    client = am.Client("t", url=holder["url"])
+
+    async def first():
+        return (await client.instance_members.get(instanceId=IID)).count
+
+    async def second():
+        try:
+            await client.instance_members.get(instanceId=IID)
+        finally:
+            await client.close()
+
+    print("first", asyncio.run(first()))  # the client is not closed in this loop
     try:
-        while not ready.done():
-            threading.Event().wait(0.01)
-        url = ready.result()
-        client = am.Client(TOKEN, url=url, retry=FAST)
+        asyncio.run(second())
+    except am.LosantError as exc:
+        print("second", type(exc).__name__, exc)
+    server_loop.call_soon_threadsafe(holder["stop"].set)
+    thread.join(30)
+    server_loop.close()
+    gc.collect()
+    print("unraisable", unraisable)
+    """
+)
 
-        async def first() -> int | None:
-            return (await client.instance_members.get(instanceId=IID)).count
 
-        async def second() -> None:
-            try:
-                await client.instance_members.get(instanceId=IID)
-            finally:
-                await client.close()
-
-        assert asyncio.run(first()) == 0
-        with pytest.raises(am.LosantError, match="another event loop") as info:
-            asyncio.run(second())
-        assert type(info.value) is am.LosantError
-    finally:
-        server_loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        server_loop.close()
+def test_a_client_used_from_a_second_loop_says_why() -> None:
+    """asyncio.run(use(client)) twice: the second is a clear LosantError naming the loop,
+    and the first loop's connections are closed with it (no ResourceWarning). In a child
+    process: the test changes the process's event-loop state."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", _SECOND_LOOP_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "first 0"
+    assert lines[1].startswith("second LosantError") and "another event loop" in lines[1]
+    assert lines[2] == "unraisable []"
+    assert "ResourceWarning" not in proc.stderr, proc.stderr[-2000:]
 
 
 async def test_a_success_body_holding_the_token_never_shows_it() -> None:
