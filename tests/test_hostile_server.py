@@ -314,24 +314,35 @@ async def test_post_timeout_names_post_and_says_it_may_have_been_applied() -> No
 
 
 async def test_no_attempt_is_sent_with_a_uselessly_small_budget() -> None:
-    """Near the end of the budget a POST is not sent with a 1 ms timeout."""
-    seen: list[float] = []
-    loop = asyncio.get_running_loop()
+    """A pacing gate that lets the POST go only 5 ms before the budget ends: the POST is
+    not sent (it could only time out, a needless "may have been applied")."""
+    seen: list[str] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        seen.append(loop.time())
-        return web.json_response({"type": "Unavailable", "message": "x"}, status=429)
+        seen.append(request.method)
+        await asyncio.sleep(1)
+        return web.json_response({"items": []})
 
-    # Waits of 0.4 s (Retry-After would be longer; none sent) within a 1 s budget.
-    policy = am.RetryPolicy(
-        attempts=10, wait_initial=0.45, wait_max=0.45, jitter=False, timeout=1.0
-    )
+    class LateGate:
+        def __init__(self) -> None:
+            self.released: list[int | None] = []
+
+        async def acquire(self, deadline: float) -> None:
+            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time() - 0.005))
+
+        def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+            self.released.append(status)
+
+    policy = am.RetryPolicy(attempts=3, wait_initial=0, timeout=0.5)
+    gate = LateGate()
+    post = am.InstanceMemberPost(role="view", email="late@example.com")
     async with serve(handler) as url, am.Client(TOKEN, url=url, retry=policy) as c:
-        start = loop.time()
-        with pytest.raises(am.LosantError):
-            await c.instance_members.post(instanceId=IID, member=ROWS[0])
-    assert 1 <= len(seen) <= 3
-    assert all(t - start < 1.0 - 0.04 for t in seen), [t - start for t in seen]
+        with pytest.raises(am.TransportError, match="too little for an attempt") as info:
+            await c.instance_members.add_raw(f"/instances/{IID}/members", post, gate=gate)
+    assert seen == []
+    assert info.value.method == "POST" and not info.value.sent
+    assert not info.value.may_have_been_applied
+    assert gate.released == [None]
 
 
 async def test_close_with_posts_in_flight_says_they_may_have_been_applied() -> None:
