@@ -55,9 +55,7 @@ def check_email(value: object, field: str = "email") -> str:
             field=field,
         )
     if EMAIL_RE.fullmatch(value) is None:
-        raise ValidationError(
-            f"{field} is not a valid email address: {_show(value)}", field=field
-        )
+        raise ValidationError(f"{field} is not a valid email address: {_show(value)}", field=field)
     if not value.isascii() and not _is_utf8(value):
         # A lone surrogate (e.g. from a "\ud800" escape in JSON) passes the pattern but
         # cannot be sent as UTF-8 or stored by the API.
@@ -106,9 +104,7 @@ def check_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise listing them."""
     if not isinstance(value, str) or value not in choices:
         allowed = ", ".join(choices)
-        raise ValidationError(
-            f"{field} must be one of {allowed}; got {_show(value)}", field=field
-        )
+        raise ValidationError(f"{field} must be one of {allowed}; got {_show(value)}", field=field)
     return value
 
 
@@ -141,9 +137,7 @@ def check_member_post(body: object) -> dict[str, str]:
     return out
 
 
-def check_list_query(
-    sort_field: Any, sort_direction: Any, filter_field: Any
-) -> None:
+def check_list_query(sort_field: Any, sort_direction: Any, filter_field: Any) -> None:
     """Validate the list endpoint's enumerated query values; ``None`` means absent."""
     if sort_field is not None:
         check_choice(sort_field, "sortField", SORT_FIELDS)

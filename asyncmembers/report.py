@@ -9,8 +9,8 @@ is killed still leaves every failure written so far)::
 
 Columns
 -------
-First the member file's own columns, then ``line``, ``error_type`` (the error's class
-name, e.g. ``ValidationError``, ``BadRequestError``), ``status`` (HTTP status, empty when
+First the member file's own columns, then ``line`` (``element N`` for a JSON array),
+``error_type`` (the error's class name, e.g. ``ValidationError``, ``BadRequestError``), ``status`` (HTTP status, empty when
 there is none), ``message``, and last ``extra``. The header is fixed when the first row is
 written (or from ``columns=``), because rows are flushed as they come:
 
@@ -44,8 +44,9 @@ spreadsheet reads them as the same number. The CSV reader of :mod:`asyncmembers.
 removes that ``'`` again from ``email``, ``userId`` and ``role`` cells, so a report
 re-imports exactly as it was read; other columns keep it (they are not sent anywhere).
 
-The report is UTF-8 without a byte order mark; characters that cannot be encoded (lone
-surrogates from ``\\ud800`` escapes in JSON) are written as backslash escapes.
+The report is UTF-8 without a byte order mark; bytes the reader could not decode are
+written as ``\\xNN`` and other characters that cannot be encoded (lone surrogates from
+``\\ud800`` escapes in JSON) as backslash escapes.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from typing import IO, Any, Final
 from .errors import LosantError
 from .models import InstanceMemberPost
 from .sources import SourceRow
+from .sources._row import escape_bytes
 
 __all__ = ["EXTRA_COLUMN", "REPORT_COLUMNS", "ErrorReportWriter", "guard_cell"]
 
@@ -97,14 +99,16 @@ def _text(value: Any) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        # Bytes the reader could not decode are written as \xNN, so the report never turns
+        # them into a valid-looking address; other lone surrogates as \udXXX.
+        text = escape_bytes(text).encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 
-def _view(row: object) -> tuple[Mapping[str, Any], Mapping[str, str], int | None]:
-    """The row's values, which key holds each member field, and its line."""
+def _view(row: object) -> tuple[Mapping[str, Any], Mapping[str, str], int | str | None]:
+    """The row's values, which key holds each member field, and where it is."""
     if isinstance(row, SourceRow):
-        return row.fields, row.keys, row.line
+        return row.fields, row.keys, row.line if row.line is not None else row.where
     if isinstance(row, InstanceMemberPost):
         wire = row.to_wire()
         return wire, {name: name for name in wire}, None

@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,7 +29,11 @@ NO_SCOPE_TOKEN = "cli-device-token-1a2b3c"
 UID = "5f0c1a2b3c4d5e6f7a8b9c0d"
 
 #: Environment for every run: no token or URL leaking in from the developer's shell.
-CLEAN_ENV: dict[str, str | None] = {"LOSANT_API_TOKEN": None, "LOSANT_API_URL": None}
+CLEAN_ENV: dict[str, str | None] = {
+    "LOSANT_API_TOKEN": None,
+    "LOSANT_API_URL": None,
+    "LOSANT_INSTANCE_ID": None,
+}
 
 
 @pytest.fixture
@@ -308,7 +313,8 @@ async def test_import_with_failures_exits_1_and_writes_the_report(
     assert "role must be one of admin, view" in rows[1]["message"]
     out = result.stdout
     assert "already a member" in out and "duplicate in input" in out
-    assert "ValidationError (email)" in out and "ValidationError (role)" in out
+    # Failures by type, read from BulkResult.failures_by_type() (no labels parsed from text).
+    assert re.search(r"Failed\s+2\n\s+ValidationError\s+2\n", out), out
     assert "2 failed rows written to" in result.stderr
 
     # The report is a member file: fixed, it imports as is.
@@ -557,12 +563,30 @@ async def test_exit_1_when_the_server_keeps_failing(
     assert "gave up after" in one_error_line(result)
 
 
-async def test_exit_1_when_nothing_answers(members_csv: Path) -> None:
+async def test_exit_4_when_nothing_answers(members_csv: Path, tmp_path: Path) -> None:
+    # Issue 13: "server unreachable" was rc 1, the same as "some rows failed".
     async with FakeLosantServer() as server:
         url = server.url  # a port that was just free: nothing listens there now
     result = await run(None, "--url", url, "list", "--instance", IID)
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert "connect" in one_error_line(result)
+    summary = tmp_path / "summary.json"
+    result = await run(
+        None,
+        "--url",
+        url,
+        "import",
+        str(members_csv),
+        "--instance",
+        IID,
+        "--summary-json",
+        str(summary),
+    )
+    assert result.exit_code == 4, result.output
+    assert "connect" in one_error_line(result)
+    data = json.loads(summary.read_text())
+    assert data["exit_status"] == 4 and data["status"] == "stopped"
+    assert "connect" in data["error"]
 
 
 # -- the token is never shown ------------------------------------------------------------

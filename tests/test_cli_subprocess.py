@@ -191,7 +191,12 @@ def test_fake_server_prints_how_to_use_it_and_stops_on_ctrl_c(tmp_path: Path) ->
         s.close()
 
 
-def test_ctrl_c_during_import_exits_130_and_the_journal_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_import_stops_cleanly_and_the_journal_resumes(
+    tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
+    # Issue 13: SIGTERM (schedulers, systemd, Kubernetes, CI) exited 143 with stdout empty
+    # and no summary. Now SIGTERM and Ctrl-C stop the same clean way.
     s = Server("--latency", "0.05")
     try:
         members = tmp_path / "members.csv"
@@ -201,9 +206,20 @@ def test_ctrl_c_during_import_exits_130_and_the_journal_resumes(tmp_path: Path) 
             encoding="utf-8",
         )
         journal = tmp_path / "import.journal"
+        summary = tmp_path / "summary.json"
         args = ["import", str(members), "--instance", IID, "--journal", str(journal)]
         proc = subprocess.Popen(
-            cli("--url", s.url, "--token", TOKEN, *args, "--concurrency", "2"),
+            cli(
+                "--url",
+                s.url,
+                "--token",
+                TOKEN,
+                *args,
+                "--concurrency",
+                "2",
+                "--summary-json",
+                str(summary),
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -220,13 +236,18 @@ def test_ctrl_c_during_import_exits_130_and_the_journal_resumes(tmp_path: Path) 
                 if line.startswith("import: "):
                     break
             assert seen and seen[-1].startswith("import: "), seen
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             out, err = proc.communicate()
         finally:
             guard.cancel()
-        assert proc.returncode == 130, err
-        assert "interrupted" in out
+        assert proc.returncode == status, err
+        assert "Import summary (interrupted: partial)" in out
+        assert "Run the same command again to finish" in out
         assert "Traceback" not in err
+        figures = json.loads(summary.read_text())
+        assert figures["exit_status"] == status and figures["status"] == "interrupted"
+        assert 0 < figures["total"] < n
+        assert figures["total"] == figures["created"] + figures["skipped"] + figures["failed"]
 
         entries = [json.loads(line) for line in journal.read_text().splitlines()]
         assert entries[0]["instanceId"] == IID

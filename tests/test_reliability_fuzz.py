@@ -40,7 +40,7 @@ from tests._shared import HOSTILE_VALUES, damaged, identities
 TOKEN = "fuzz-secret-token"
 READER = "fuzz-reader-token"
 FIRST_IID = "575ec8687ae143cd83dc4a97"
-LINE = re.compile(r"line (\d+): \S")
+LINE = re.compile(r"(?:line|element) (\d+): \S")  # a JSON array element: its index
 T = TypeVar("T")
 
 FUZZ = settings(
@@ -94,10 +94,10 @@ def env() -> Iterator[Env]:
 
 # -- hostile values -------------------------------------------------------------------------
 
-HOSTILE = st.sampled_from(
-    list(HOSTILE_VALUES)
+HOSTILE = st.sampled_from(list(HOSTILE_VALUES))
+TEXT = st.one_of(
+    HOSTILE, st.text(max_size=30), st.text(alphabet="ab@.,\"'\n\r =+-\x00é", max_size=20)
 )
-TEXT = st.one_of(HOSTILE, st.text(max_size=30), st.text(alphabet="ab@.,\"'\n\r =+-\x00é", max_size=20))
 GOOD_EMAIL = st.builds(
     lambda n, d, pad: f"{pad}u{n}@{d}{pad}",
     st.integers(0, 40),
@@ -105,7 +105,7 @@ GOOD_EMAIL = st.builds(
     st.sampled_from(["", " ", "\t"]),
 )
 GOOD_ID = st.builds(
-    lambda n, upper: (f"{n:024x}".upper() if upper else f"{n:024x}"),
+    lambda n, upper: f"{n:024x}".upper() if upper else f"{n:024x}",
     st.integers(1, 40),
     st.booleans(),
 )
@@ -129,7 +129,12 @@ def value_for(column: str) -> st.SearchStrategy[str]:
 
 
 GOOD_HEADERS = st.sampled_from(
-    [["email", "role"], ["userId", "role"], [" Email ", "user_id", "ROLE", "notes"], ["notes", "role", "email", "", "=x"]]
+    [
+        ["email", "role"],
+        ["userId", "role"],
+        [" Email ", "user_id", "ROLE", "notes"],
+        ["notes", "role", "email", "", "=x"],
+    ]
 )
 HEADERS = st.one_of(
     GOOD_HEADERS,
@@ -202,18 +207,24 @@ def jsonl_files(draw: st.DrawFn) -> bytes:
     lines = []
     for _ in range(draw(st.integers(0, 10))):
         if draw(st.integers(0, 6)) == 0:
-            lines.append(draw(st.sampled_from(["", "{", "[1,", "nul\x00", '{"email": "a@b.co"', "{}{}"])))
+            lines.append(
+                draw(st.sampled_from(["", "{", "[1,", "nul\x00", '{"email": "a@b.co"', "{}{}"]))
+            )
         else:
             lines.append(dump(draw(json_objects()), ascii_))
         if draw(st.integers(0, 8)) == 0:  # duplicate keys in one object
-            lines.append('{"email": "dup@example.com", "email": "dup2@example.com", "role": "view"}')
+            lines.append(
+                '{"email": "dup@example.com", "email": "dup2@example.com", "role": "view"}'
+            )
     return draw(damaged(encode("\n".join(lines), draw(ENCODINGS))))
 
 
 @st.composite
 def json_files(draw: st.DrawFn) -> bytes:
     items = draw(st.lists(json_objects(), max_size=10))
-    text = json.dumps(items, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1])))
+    text = json.dumps(
+        items, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1]))
+    )
     return draw(damaged(encode(text, draw(ENCODINGS))))
 
 
@@ -238,7 +249,9 @@ def import_file(env: Env, path: Path, concurrency: int = 4) -> None:
     with source:
         done, file_error = caught(
             lambda: env.run(
-                am.bulk_import(env.client, instanceId=iid, members=counted(), concurrency=concurrency)
+                am.bulk_import(
+                    env.client, instanceId=iid, members=counted(), concurrency=concurrency
+                )
             ),
             SourceError,
         )
@@ -269,7 +282,9 @@ def import_file(env: Env, path: Path, concurrency: int = 4) -> None:
         assert isinstance(failure.error, am.ValidationError), repr(failure.error)
         assert failure.member is read[failure.index]
         match = LINE.match(failure.error.message)
-        assert match is not None and int(match[1]) == read[failure.index].line, failure.error.message
+        row = read[failure.index]
+        where = row.line if row.line is not None else row.element
+        assert match is not None and int(match[1]) == where, failure.error.message
         assert len(failure.error.message) < 400
     assert {f.index for f in result.failures} == expected_failures
 
@@ -294,7 +309,9 @@ def member_keys(member: dict[str, Any]) -> set[str]:
     return keys
 
 
-def caught(call: Callable[[], T], *kinds: type[BaseException]) -> tuple[T | None, BaseException | None]:
+def caught(
+    call: Callable[[], T], *kinds: type[BaseException]
+) -> tuple[T | None, BaseException | None]:
     """``call()`` and None, or None and the exception of one of ``kinds`` it raised."""
     try:
         return call(), None
@@ -310,19 +327,25 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 @FUZZ
 @given(data=csv_files())
-def test_hostile_csv_end_to_end(env: Env, tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+def test_hostile_csv_end_to_end(
+    env: Env, tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     import_file(env, write(tmp_path_factory.mktemp("csv"), "m.csv", data))
 
 
 @FUZZ
 @given(data=jsonl_files())
-def test_hostile_jsonl_end_to_end(env: Env, tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+def test_hostile_jsonl_end_to_end(
+    env: Env, tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     import_file(env, write(tmp_path_factory.mktemp("jsonl"), "m.jsonl", data))
 
 
 @FUZZ
 @given(data=json_files())
-def test_hostile_json_end_to_end(env: Env, tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+def test_hostile_json_end_to_end(
+    env: Env, tmp_path_factory: pytest.TempPathFactory, data: bytes
+) -> None:
     import_file(env, write(tmp_path_factory.mktemp("json"), "m.json", data))
 
 
@@ -330,23 +353,57 @@ def test_hostile_json_end_to_end(env: Env, tmp_path_factory: pytest.TempPathFact
     ("name", "data"),
     [
         # A 1 MB cell in a valid row and a row over the limit, between good rows.
-        ("big.csv", b"email,role,note\na@example.com,view," + b"x" * 1_000_000 + b"\n"
-         + b"b@example.com,view," + b"y" * (MAX_ROW_BYTES + 10) + b"\nc@example.com,admin,\n"),
-        ("big.jsonl", b'{"email":"a@example.com","role":"view","n":"' + b"x" * 1_000_000 + b'"}\n'
-         + b'{"email":"b@example.com","role":"view","n":"' + b"y" * (MAX_ROW_BYTES + 10) + b'"}\n'
-         + b'{"email":"c@example.com","role":"admin"}\n'),
-        ("big.json", b'[{"email":"a@example.com","role":"view","n":"' + b"x" * 1_000_000 + b'"},'
-         + b'{"email":"c@example.com","role":"admin"}]'),
-        ("huge-email.csv", b"email,role\n" + b"e" * 1_000_000 + b"@example.com,view\nd@example.com,view\n"),
-        ("nul.csv", b"email,role\na@example.com,view\nb\x00@example.com,view\nc@example.com,admin\n"),
-        ("latin1.csv", "email,role\nj\u00fcrgen@example.com,view\nk@example.com,view\n".encode("latin-1")),
+        (
+            "big.csv",
+            b"email,role,note\na@example.com,view,"
+            + b"x" * 1_000_000
+            + b"\n"
+            + b"b@example.com,view,"
+            + b"y" * (MAX_ROW_BYTES + 10)
+            + b"\nc@example.com,admin,\n",
+        ),
+        (
+            "big.jsonl",
+            b'{"email":"a@example.com","role":"view","n":"'
+            + b"x" * 1_000_000
+            + b'"}\n'
+            + b'{"email":"b@example.com","role":"view","n":"'
+            + b"y" * (MAX_ROW_BYTES + 10)
+            + b'"}\n'
+            + b'{"email":"c@example.com","role":"admin"}\n',
+        ),
+        (
+            "big.json",
+            b'[{"email":"a@example.com","role":"view","n":"'
+            + b"x" * 1_000_000
+            + b'"},'
+            + b'{"email":"c@example.com","role":"admin"}]',
+        ),
+        (
+            "huge-email.csv",
+            b"email,role\n" + b"e" * 1_000_000 + b"@example.com,view\nd@example.com,view\n",
+        ),
+        (
+            "nul.csv",
+            b"email,role\na@example.com,view\nb\x00@example.com,view\nc@example.com,admin\n",
+        ),
+        (
+            "latin1.csv",
+            "email,role\nj\u00fcrgen@example.com,view\nk@example.com,view\n".encode("latin-1"),
+        ),
         ("utf16.csv", "email,role\na@example.com,view\n".encode("utf-16")),
         ("no-header.csv", b"a@example.com,view\n"),
         ("dup-header.csv", b"email,role,Email\na@example.com,view,b@example.com\n"),
-        ("unterminated.csv", b'email,role\na@example.com,view\nb@example.com,"view\nc@example.com,view\n'),
+        (
+            "unterminated.csv",
+            b'email,role\na@example.com,view\nb@example.com,"view\nc@example.com,view\n',
+        ),
         ("cut.json", b'[{"email":"a@example.com","role":"view"},{"email":"b@exa'),
-        ("formulas.csv", b"email,role,note\n=cmd@example.com,view,=HYPERLINK(\"x\")\n"
-         b"'=a@example.com,admin,@SUM(A1)\n+x@example.com,view,-2\n"),
+        (
+            "formulas.csv",
+            b'email,role,note\n=cmd@example.com,view,=HYPERLINK("x")\n'
+            b"'=a@example.com,admin,@SUM(A1)\n+x@example.com,view,-2\n",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -369,10 +426,23 @@ ANY = st.one_of(
 # Strings a header, a URL or JSON may choke on.
 NASTY = st.one_of(
     st.sampled_from(
-        ["a\r\nX-Evil: 1", "a\nb", "\x00", "\x7f", "ü.example", "\ud800", "\udfff", "\u2028", " ", "a b"]
+        [
+            "a\r\nX-Evil: 1",
+            "a\nb",
+            "\x00",
+            "\x7f",
+            "ü.example",
+            "\ud800",
+            "\udfff",
+            "\u2028",
+            " ",
+            "a b",
+        ]
     ),
     st.text(
-        alphabet=st.one_of(st.characters(), st.sampled_from(["\ud800", "\udc80", "\r", "\n", "\x00"])),
+        alphabet=st.one_of(
+            st.characters(), st.sampled_from(["\ud800", "\udc80", "\r", "\n", "\x00"])
+        ),
         max_size=8,
     ),
 )
@@ -392,10 +462,14 @@ def usually(value: Any, other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]
     return st.integers(0, 2).flatmap(lambda i: st.just(value) if i else other)
 
 
-def outcome_of(env: Env, call: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[str, BaseException | None]:
+def outcome_of(
+    env: Env, call: Callable[[], Coroutine[Any, Any, Any]]
+) -> tuple[str, BaseException | None]:
     before = env.server.stats.requests
     # NotFoundError: a well-formed request for an instance that does not exist.
-    _, exc = caught(lambda: env.run(call()), am.ValidationError, am.NotFoundError, am.BadRequestError)
+    _, exc = caught(
+        lambda: env.run(call()), am.ValidationError, am.NotFoundError, am.BadRequestError
+    )
     if isinstance(exc, am.ValidationError):
         assert env.server.stats.requests == before, "a ValidationError after sending"
         assert exc.message and len(exc.message) < 400
@@ -417,14 +491,24 @@ def outcome_of(env: Env, call: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[
     domain=usually(None, st.one_of(st.just("example.org"), ANY, NASTY)),
 )
 def test_get_arguments_are_refused_or_sent_validly(
-    env: Env, instance: Any, sort_field: Any, sort_direction: Any, filter_field: Any, pattern: Any, domain: Any
+    env: Env,
+    instance: Any,
+    sort_field: Any,
+    sort_direction: Any,
+    filter_field: Any,
+    pattern: Any,
+    domain: Any,
 ) -> None:
     iid = env.new_instance() if instance == "KNOWN" else instance
     kind, exc = outcome_of(
         env,
         lambda: env.client.instance_members.get(
-            instanceId=iid, sortField=sort_field, sortDirection=sort_direction,
-            filterField=filter_field, filter=pattern, losantdomain=domain,
+            instanceId=iid,
+            sortField=sort_field,
+            sortDirection=sort_direction,
+            filterField=filter_field,
+            filter=pattern,
+            losantdomain=domain,
         ),
     )
     assert kind != "bad-request", f"the client sent a request the server calls malformed: {exc!r}"
@@ -464,7 +548,9 @@ def test_post_arguments_are_refused_or_sent_validly(
     iid = env.new_instance() if instance == "KNOWN" else instance
     kind, exc = outcome_of(
         env,
-        lambda: env.client.instance_members.post(instanceId=iid, member=member, losantdomain=domain),
+        lambda: env.client.instance_members.post(
+            instanceId=iid, member=member, losantdomain=domain
+        ),
     )
     assert kind != "bad-request", f"the client sent a member the server refuses: {exc!r}"
     assert env.server.stats.by_status[500] == 0
@@ -502,7 +588,9 @@ def test_bulk_losantdomain_is_refused_or_sent_validly(env: Env, domain: Any) -> 
     iid = env.new_instance()
     rows = [{"email": "a@example.com", "role": "view"}]
     result, refused = caught(
-        lambda: env.run(am.bulk_import(env.client, instanceId=iid, members=rows, losantdomain=domain)),
+        lambda: env.run(
+            am.bulk_import(env.client, instanceId=iid, members=rows, losantdomain=domain)
+        ),
         am.ValidationError,
     )
     if result is None:
@@ -533,7 +621,9 @@ def test_bulk_settings_are_refused_or_work(env: Env, concurrency: Any, max_rate:
     rows = [{"email": "a@example.com", "role": "view"}, {"email": "b@example.com", "role": "view"}]
     result, refused = caught(
         lambda: env.run(
-            am.bulk_import(env.client, instanceId=iid, members=rows, concurrency=concurrency, max_rate=max_rate)
+            am.bulk_import(
+                env.client, instanceId=iid, members=rows, concurrency=concurrency, max_rate=max_rate
+            )
         ),
         am.ValidationError,
     )
@@ -549,12 +639,17 @@ def test_bulk_settings_are_refused_or_work(env: Env, concurrency: Any, max_rate:
 
 BODIES = st.one_of(
     st.binary(max_size=40),
-    st.builds(lambda v: json.dumps(v).encode(), st.one_of(JSON_SCALARS, st.lists(JSON_SCALARS, max_size=3))),
+    st.builds(
+        lambda v: json.dumps(v).encode(),
+        st.one_of(JSON_SCALARS, st.lists(JSON_SCALARS, max_size=3)),
+    ),
     st.builds(
         lambda d, ascii_: json.dumps(d, ensure_ascii=ascii_).encode("utf-8", "surrogatepass"),
         st.dictionaries(
             st.one_of(KEYS, st.text(max_size=5)),
-            st.one_of(TEXT, JSON_SCALARS, GOOD_EMAIL, GOOD_ID, GOOD_ROLE, st.lists(TEXT, max_size=2)),
+            st.one_of(
+                TEXT, JSON_SCALARS, GOOD_EMAIL, GOOD_ID, GOOD_ROLE, st.lists(TEXT, max_size=2)
+            ),
             max_size=4,
         ),
         st.booleans(),
@@ -566,14 +661,18 @@ BODIES = st.one_of(
 @example(body=b'{"email": "\\ud800@example.com", "role": "view"}', content_type="application/json")
 @example(body=b'{"email": "a@example.com", "role": "view", "role": "admin"}', content_type="")
 @given(body=BODIES, content_type=st.sampled_from(["application/json", "text/plain", ""]))
-def test_server_answers_any_post_body_with_200_or_400(env: Env, body: bytes, content_type: str) -> None:
+def test_server_answers_any_post_body_with_200_or_400(
+    env: Env, body: bytes, content_type: str
+) -> None:
     iid = env.new_instance()
 
     async def send() -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         if content_type:
             headers["Content-Type"] = content_type
-        async with env.http.post(f"{env.server.url}/instances/{iid}/members", data=body, headers=headers) as resp:
+        async with env.http.post(
+            f"{env.server.url}/instances/{iid}/members", data=body, headers=headers
+        ) as resp:
             return resp.status, await resp.json(content_type=None)
 
     status, answer = env.run(send())
@@ -584,13 +683,20 @@ def test_server_answers_any_post_body_with_200_or_400(env: Env, body: bytes, con
         assert env.server.members(iid) == [{k: v for k, v in answer.items() if k != "_links"}]
 
 
-QUERY_NAMES = st.sampled_from(["sortField", "sortDirection", "filterField", "filter", "_links", "x"])
+QUERY_NAMES = st.sampled_from(
+    ["sortField", "sortDirection", "filterField", "filter", "_links", "x"]
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(
-    query=st.lists(st.tuples(QUERY_NAMES, st.one_of(CHOICE.filter(lambda v: isinstance(v, str)), TEXT)), max_size=5),
-    token=st.one_of(st.just(TOKEN), st.just(READER), TEXT.filter(lambda t: "\n" not in t and "\r" not in t)),
+    query=st.lists(
+        st.tuples(QUERY_NAMES, st.one_of(CHOICE.filter(lambda v: isinstance(v, str)), TEXT)),
+        max_size=5,
+    ),
+    token=st.one_of(
+        st.just(TOKEN), st.just(READER), TEXT.filter(lambda t: "\n" not in t and "\r" not in t)
+    ),
     scheme=st.sampled_from(["Bearer ", "bearer ", "Basic ", ""]),
 )
 def test_server_answers_any_list_query_without_a_500(
@@ -601,9 +707,13 @@ def test_server_answers_any_list_query_without_a_500(
 
     async def send() -> tuple[int, Any]:
         headers = {"Authorization": f"{scheme}{token}"}
-        params = [(k, v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")) for k, v in query]
+        params = [
+            (k, v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")) for k, v in query
+        ]
         params = [(k, v.replace("\x00", "")) for k, v in params]
-        async with env.http.get(f"{env.server.url}/instances/{iid}/members", params=params, headers=headers) as resp:
+        async with env.http.get(
+            f"{env.server.url}/instances/{iid}/members", params=params, headers=headers
+        ) as resp:
             return resp.status, await resp.json(content_type=None)
 
     try:

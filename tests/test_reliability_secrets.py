@@ -324,7 +324,7 @@ async def test_cli_output_never_shows_the_token(server: FakeLosantServer, tmp_pa
         (["import", str(members), *common, "--concurrency", "0", "--url", url, "--token", TOKEN], None, 2),
         (["-vv", "list", *common, "--url", url], {"LOSANT_API_TOKEN": READ_ONLY + "\n"}, None),
         (["--token", TOKEN, "--bogus-option"], None, 2),
-        (["-vv", "list", *common, "--url", "http://127.0.0.1:9", "--token", TOKEN], None, 1),
+        (["-vv", "list", *common, "--url", "http://127.0.0.1:9", "--token", TOKEN], None, 4),  # unreachable: exit 4 (SPEC 3)
     ]
     outputs: list[str] = []
     for args, env, want in runs:

@@ -270,4 +270,38 @@ def test_unencodable_characters_are_escaped(tmp_path: Path) -> None:
         writer.write({"email": "a\ud800@x.io", "role": "view"}, LosantError("bad \udcff"))
     body = read_csv(report)[1]
     assert body[0] == "a\\ud800@x.io"
-    assert body[6] == "bad \\udcff"
+    assert body[6] == "bad \\xff"  # \\udcff: how the reader keeps an undecodable 0xff
+
+
+def test_undecodable_bytes_are_written_as_escapes(tmp_path: Path) -> None:
+    # Only the member columns must decode; a bad byte in the email fails the row, and the
+    # report shows it as \xNN, never as a character that looks like part of an address.
+    source = tmp_path / "m.csv"
+    source.write_bytes(b"email,role,name\nb\xe9b@x.io,view,Zo\xeb\n")
+    report = tmp_path / "errors.csv"
+    with open_source(source) as rows, ErrorReportWriter(report, columns=rows.columns) as writer:
+        for row in rows:
+            writer.write(row, row_error(row))
+    data = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8"))))
+    assert data[0]["email"] == "b\\xe9b@x.io"
+    assert data[0]["name"] == "Zo\\xeb"
+    assert data[0]["line"] == "2"
+
+
+def test_json_array_rows_are_located_by_element(tmp_path: Path) -> None:
+    report = tmp_path / "errors.csv"
+    with (
+        open_source(b'[{"email": "a@x.io", "role": "x"}]', format="json") as rows,
+        ErrorReportWriter(report) as writer,
+    ):
+        for row in rows:
+            writer.write(row, row_error(row))
+    (data,) = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8"))))
+    assert data["line"] == "element 0"
+    assert data["message"] == "element 0: role must be one of admin, view; got 'x'"
+
+
+def row_error(row: SourceRow) -> ValidationError:
+    with pytest.raises(ValidationError) as info:
+        row.to_member_post()
+    return info.value

@@ -299,7 +299,9 @@ class _Run:
                 return None
             first = self.seen.get(key)
             if first is not None:
-                self._done(index, item, "skipped", keys, f"duplicate of row {first}", category=DUPLICATE)
+                self._done(
+                    index, item, "skipped", keys, f"duplicate of row {first}", category=DUPLICATE
+                )
                 return None
         seen, order = self.seen, self.seen_order
         for key in keys:

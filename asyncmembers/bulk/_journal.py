@@ -40,11 +40,15 @@ class Journal:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise ValidationError(f"cannot read journal {self.path}: {exc.strerror}", field="journal") from exc
+            raise ValidationError(
+                f"cannot read journal {self.path}: {exc.strerror}", field="journal"
+            ) from exc
         try:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
-            raise ValidationError(f"cannot write journal {self.path}: {exc.strerror}", field="journal") from exc
+            raise ValidationError(
+                f"cannot write journal {self.path}: {exc.strerror}", field="journal"
+            ) from exc
         if self._file.tell() > 0:
             # A torn last line has no newline; start ours on a fresh line (the header too:
             # glued to a torn one it would be lost, and with it the instance check).

@@ -60,6 +60,8 @@ class BulkResult:
     created: int = 0
     skipped: int = 0
     failures: list[ItemFailure] = attrs.field(factory=list)
+    updated: int = 0
+    failures_omitted: int = 0
     skipped_by_reason: dict[str, int] = attrs.field(factory=dict)
     dry_run: bool = False
     elapsed: float = 0.0
@@ -89,6 +91,23 @@ class BulkResult:
             name = type(f.error).__name__
             counts[name] = counts.get(name, 0) + 1
         return counts
+
+    def to_dict(self) -> dict[str, object]:
+        """The figures as a JSON-ready dict: counts, failures by type, time, requests."""
+        return {
+            "total": self.total,
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "skipped_by_reason": dict(self.skipped_by_reason),
+            "failures_by_type": self.failures_by_type(),
+            "dry_run": self.dry_run,
+            "elapsed": round(self.elapsed, 3),
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+        }
 
     def __repr__(self) -> str:
         return (

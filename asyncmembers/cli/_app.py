@@ -12,7 +12,7 @@ import click
 
 from .. import __version__
 from ..client import DEFAULT_URL
-from ._common import EXIT_INTERRUPTED, MASK, GlobalOptions, Secret, SecretType
+from ._common import EXIT_INTERRUPTED, EXIT_STATUSES, MASK, GlobalOptions, Secret, SecretType
 
 __all__ = ["api_options", "cli", "main"]
 
@@ -29,6 +29,11 @@ _TOKEN_HELP = (
     "Never printed or logged."
 )
 _DOMAIN_HELP = "Domain scope of requests (the losantdomain header); rarely needed."
+_INSECURE_HELP = "Allow sending the token over plain http to a host other than this machine."
+_VERBOSE_HELP = "-v: log each retry to stderr; -vv: also one line per request."
+_EXIT_HELP = "\b\nExit status:\n" + "\n".join(
+    f"  {code:<4}{meaning}" for code, meaning in EXIT_STATUSES.items()
+)
 
 
 class _Redactor(logging.Filter):
@@ -58,11 +63,16 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+def _level(verbose: int) -> int:
+    return logging.ERROR if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+
+
 def _setup_logging(ctx: click.Context, verbose: int) -> _Redactor:
     """Send the package's log records to stderr for the command's lifetime.
 
     Without ``-v`` only errors are shown (retries are counted in the summary instead of
-    printed one by one); ``-v`` adds warnings and info (each retry), ``-vv`` debug.
+    printed one by one); ``-v`` adds warnings and info (each retry), ``-vv`` debug (one
+    line per request, from the client's session).
     """
     redactor = _Redactor()
     handler = _StderrHandler()
@@ -71,7 +81,7 @@ def _setup_logging(ctx: click.Context, verbose: int) -> _Redactor:
     log = logging.getLogger("asyncmembers")
     saved = (log.level, log.propagate)
     log.addHandler(handler)
-    log.setLevel(logging.ERROR if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    log.setLevel(_level(verbose))
     log.propagate = False
 
     def restore() -> None:
@@ -94,7 +104,7 @@ class _Group(click.Group):
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
-@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS, epilog=_EXIT_HELP)
 @click.option(
     "--url",
     envvar="LOSANT_API_URL",
@@ -108,14 +118,8 @@ class _Group(click.Group):
     "--token", envvar="LOSANT_API_TOKEN", show_envvar=True, type=SecretType(), help=_TOKEN_HELP
 )
 @click.option("--losantdomain", metavar="DOMAIN", help=_DOMAIN_HELP)
-@click.option(
-    "--allow-insecure-http",
-    is_flag=True,
-    help="Allow sending the token over plain http to a host other than this machine.",
-)
-@click.option(
-    "-v", "--verbose", count=True, help="Log retries and requests to stderr (-vv: debug)."
-)
+@click.option("--allow-insecure-http", is_flag=True, help=_INSECURE_HELP)
+@click.option("-v", "--verbose", count=True, help=_VERBOSE_HELP)
 @click.version_option(__version__, prog_name="asyncmembers")
 @click.pass_context
 def cli(
@@ -136,10 +140,8 @@ def cli(
     Try it without an account: `asyncmembers demo`, or run `asyncmembers fake-server`
     and point --url at it.
 
-    \b
-    Exit status: 0 every row succeeded or was skipped; 1 some rows failed;
-    2 usage or configuration error; 3 a fatal API error stopped the run
-    (401, 403, unknown instance); 130 interrupted.
+    Global options may also follow the command name. --instance may come from
+    LOSANT_INSTANCE_ID.
     """
     redactor = _setup_logging(ctx, verbose)
     if token is not None:
@@ -155,22 +157,28 @@ def cli(
 
 
 def api_options(func: F) -> F:
-    """Accept ``--url``, ``--token`` and ``--losantdomain`` after the command name too.
+    """Accept the global options after the command name too.
 
-    The decorated command receives ``options``: the group's :class:`GlobalOptions`
-    overridden by any of these given after the command name. (Environment variables are
-    read by the group only, so an explicit option always wins over them.)
+    ``--url``, ``--token``, ``--losantdomain``, ``--allow-insecure-http`` and ``-v`` may
+    follow the command (as the README says). The decorated command receives ``options``:
+    the group's :class:`GlobalOptions` overridden by any of these given after the command
+    name. (Environment variables are read by the group only, so an explicit option always
+    wins over them.)
     """
 
     @click.option("--url", metavar="URL", help=_URL_HELP + " [env var: LOSANT_API_URL]")
     @click.option("--token", type=SecretType(), help=_TOKEN_HELP + " [env var: LOSANT_API_TOKEN]")
     @click.option("--losantdomain", metavar="DOMAIN", help=_DOMAIN_HELP)
+    @click.option("--allow-insecure-http", "insecure", is_flag=True, help=_INSECURE_HELP)
+    @click.option("-v", "--verbose", "more_verbose", count=True, help=_VERBOSE_HELP)
     @functools.wraps(func)
     def wrapper(
         *args: Any,
         url: str | None,
         token: Secret | None,
         losantdomain: str | None,
+        insecure: bool,
+        more_verbose: int,
         **kwargs: Any,
     ) -> Any:
         ctx = click.get_current_context()
@@ -179,7 +187,13 @@ def api_options(func: F) -> F:
             redactor = ctx.meta.get("asyncmembers.redactor")
             if isinstance(redactor, _Redactor):
                 redactor.secrets.add(token.reveal())
-        return func(*args, options=base.merged(url, token, losantdomain), **kwargs)
+        options = base.merged(url, token, losantdomain)
+        if insecure:
+            options.allow_insecure_http = True
+        if more_verbose:
+            options.verbose += more_verbose
+            logging.getLogger("asyncmembers").setLevel(_level(options.verbose))
+        return func(*args, options=options, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -2,14 +2,22 @@
 
 Exit statuses (SPEC section 3): 0 every row succeeded or was skipped; 1 some rows (or the
 one request of ``list``/``add``) failed; 2 usage or configuration error; 3 a fatal API
-error stopped the run (401, 403, unknown instance); 130 interrupted.
+error stopped the run (401, 403, unknown instance, quota exhausted); 4 the API could not
+be reached; 130 interrupted (SIGINT); 143 stopped by SIGTERM.
+
+One exit path: every command ends through :class:`CliError` (a message and its status),
+:func:`finish` (a status alone), or :func:`run_async`, which installs the one handler for
+SIGINT and SIGTERM and maps a :class:`LosantError` to its status in :func:`exit_code_for`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
+import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import attrs
@@ -19,9 +27,12 @@ from .. import _schema
 from .._runtime import run
 from ..client import DEFAULT_URL, Client
 from ..errors import (
+    ClientClosedError,
     ForbiddenError,
     LosantError,
     NotFoundError,
+    RateLimitError,
+    TransportError,
     UnauthorizedError,
     ValidationError,
 )
@@ -31,11 +42,16 @@ __all__ = [
     "EXIT_FATAL",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "CliError",
     "GlobalOptions",
     "Secret",
+    "Stop",
     "cli_error",
+    "cli_wording",
+    "current_stop",
     "exit_code_for",
     "fail",
     "finish",
@@ -50,7 +66,20 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_FATAL: Final = 3
+EXIT_UNREACHABLE: Final = 4
 EXIT_INTERRUPTED: Final = 130
+EXIT_TERMINATED: Final = 143
+
+#: The exit statuses, for ``--help`` and the README (a test keeps the three in step).
+EXIT_STATUSES: Final[dict[int, str]] = {
+    EXIT_OK: "every row was created or skipped",
+    EXIT_FAILED: "some rows failed",
+    EXIT_USAGE: "usage or configuration error (bad option, unreadable file, refused journal)",
+    EXIT_FATAL: "a fatal API error stopped the run (401, 403, unknown instance, quota exhausted)",
+    EXIT_UNREACHABLE: "the API could not be reached (connection refused, DNS, timeouts)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGINT)",
+    EXIT_TERMINATED: "stopped by SIGTERM",
+}
 
 MASK: Final = "***"
 
@@ -128,37 +157,26 @@ class ObjectIdType(_StrParam):
 
 
 class CliError(click.ClickException):
-    """A one-line error (``Error: ...`` on stderr) that ends the command with exit status 2.
+    """A one-line error (``Error: ...`` on stderr) that ends the command with its status.
 
-    Subclasses carry the other statuses; :func:`cli_error` picks the class for a status.
+    The one exception type of the command line's exit path: ``exit_code`` is 2 (usage)
+    unless given.
     """
 
-    exit_code = EXIT_USAGE
-
-
-class _FailedError(CliError):
-    exit_code = EXIT_FAILED
-
-
-class _FatalError(CliError):
-    exit_code = EXIT_FATAL
-
-
-_ERROR_CLASSES: Final[dict[int, type[CliError]]] = {
-    EXIT_FAILED: _FailedError,
-    EXIT_USAGE: CliError,
-    EXIT_FATAL: _FatalError,
-}
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        # click declares exit_code on the class; each error carries its own status.
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 def cli_error(message: str, exit_code: int = EXIT_USAGE) -> CliError:
-    """A :class:`CliError` that exits with ``exit_code`` (1, 2 or 3)."""
-    return _ERROR_CLASSES.get(exit_code, _FailedError)(message)
+    """A :class:`CliError` that exits with ``exit_code``."""
+    return CliError(message, exit_code)
 
 
 def fail(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
     """End the command: ``Error: message`` on stderr, then exit with ``exit_code``."""
-    raise cli_error(message, exit_code)
+    raise CliError(message, exit_code)
 
 
 def finish(exit_code: int) -> NoReturn:
@@ -167,12 +185,90 @@ def finish(exit_code: int) -> NoReturn:
 
 
 def exit_code_for(error: LosantError) -> int:
-    """The exit status for an error that ended a command."""
+    """The exit status for an error that ended a command (the one place that decides).
+
+    The error's own ``exit_status`` when the client defines it (errors.py); until then the
+    same rule here: 2 invalid input, 3 fatal API error, 4 unreachable, 1 otherwise.
+    """
+    status = getattr(error, "exit_status", None)
+    if isinstance(status, int):
+        return status
     if isinstance(error, ValidationError):
         return EXIT_USAGE
-    if isinstance(error, UnauthorizedError | ForbiddenError | NotFoundError):
+    if isinstance(error, UnauthorizedError | ForbiddenError | NotFoundError | ClientClosedError):
         return EXIT_FATAL
+    if isinstance(error, RateLimitError) and getattr(error, "quota_exhausted", False):
+        return EXIT_FATAL
+    if isinstance(error, TransportError):
+        return EXIT_UNREACHABLE
     return EXIT_FAILED
+
+
+class Stop:
+    """How the running command was asked to stop: which signal, and what to do first.
+
+    The first SIGINT or SIGTERM calls ``on_first`` when a command set one (``import``
+    stops reading rows and lets those in flight finish), else cancels the command; a
+    second signal cancels it at once.
+    """
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+        self.on_first: Callable[[], None] | None = None
+
+    @property
+    def requested(self) -> bool:
+        """True once a signal asked the command to stop."""
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        """143 after SIGTERM, else 130."""
+        return EXIT_TERMINATED if self.signal == signal.SIGTERM else EXIT_INTERRUPTED
+
+    @property
+    def word(self) -> str:
+        return "Terminated (SIGTERM)" if self.signal == signal.SIGTERM else "Interrupted"
+
+
+_STOP: Final[contextvars.ContextVar[Stop]] = contextvars.ContextVar("asyncmembers_stop")
+
+
+def current_stop() -> Stop:
+    """The running command's :class:`Stop` (a fresh one outside :func:`run_async`)."""
+    try:
+        return _STOP.get()
+    except LookupError:
+        return Stop()
+
+
+async def _guarded(coro: Coroutine[Any, Any, T], stop: Stop) -> T:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    installed: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        first = stop.signal is None
+        if first:
+            stop.signal = sig
+        if first and stop.on_first is not None:
+            stop.on_first()
+        elif task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue  # not the main thread (tests), or a platform without it
+        installed.append(sig)
+    token = _STOP.set(stop)
+    try:
+        return await coro
+    finally:
+        _STOP.reset(token)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 _WS = re.compile(r"\s*[\r\n]+\s*")
@@ -181,15 +277,27 @@ _CLI_WORDING: Final = (
     ("pass auth_token= or set LOSANT_API_TOKEN", "pass --token or set LOSANT_API_TOKEN"),
     ("lower the concurrency or set a max rate", "lower --concurrency or set --max-rate"),
     ("allow_insecure_http=True", "--allow-insecure-http"),
+    ("give the format (csv, jsonl or json)", "use --format csv|jsonl|json"),
+    ("use csv, jsonl or json", "use --format csv|jsonl|json"),
+    ("email_column=", "--email-column"),
+    ("user_id_column=", "--user-id-column"),
+    ("role_column=", "--role-column"),
+    ("default_role=", "--default-role"),
+    ("(e.g. encoding='cp1252')", "(e.g. --encoding cp1252)"),
+    ("default_role must be", "--default-role must be"),
 )
+
+
+def cli_wording(text: str) -> str:
+    """A library message reworded for the command line (options instead of keywords)."""
+    for library, cli in _CLI_WORDING:
+        text = text.replace(library, cli)
+    return text
 
 
 def one_line(error: BaseException) -> str:
     """An error as one line (the message, with any line breaks folded)."""
-    text = str(error) or type(error).__name__
-    for library, cli in _CLI_WORDING:
-        text = text.replace(library, cli)
-    return _WS.sub(" ", text).strip()
+    return _WS.sub(" ", cli_wording(str(error) or type(error).__name__)).strip()
 
 
 @attrs.define
@@ -231,18 +339,22 @@ class GlobalOptions:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine and return its value; map errors to one line and a status.
+    """Run a command's coroutine under the SIGINT/SIGTERM handler; map errors to statuses.
 
     A :class:`LosantError` escaping the coroutine is shown as ``Error: <one line>`` (never
-    a traceback) and exits per :func:`exit_code_for`; Ctrl-C exits 130.
+    a traceback) and exits per :func:`exit_code_for`; a signal that cancelled the command
+    exits 130 (SIGINT) or 143 (SIGTERM).
     """
+    stop = Stop()
     try:
-        return run(coro)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        finish(EXIT_INTERRUPTED)
+        return run(_guarded(coro, stop))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if stop.signal is None:
+            stop.signal = signal.SIGINT
+        click.echo(f"{stop.word}.", err=True)
+        finish(stop.exit_code)
     except LosantError as exc:
-        raise cli_error(one_line(exc), exit_code_for(exc)) from None
+        raise CliError(one_line(exc), exit_code_for(exc)) from None
 
 
 def is_terminal(stream: Any = None) -> bool:
@@ -261,6 +373,8 @@ instance_option = click.option(
     "--instance",
     "instance_id",
     required=True,
+    envvar="LOSANT_INSTANCE_ID",
+    show_envvar=True,
     type=ObjectIdType("instanceId"),
     metavar="ID",
     help="The instance's ID (24 hex digits).",

@@ -2,38 +2,49 @@
 
 Only wiring: the rows come from :func:`asyncmembers.sources.open_source`, the work is
 :func:`asyncmembers.bulk.bulk_import`, failures are written by
-:class:`asyncmembers.report.ErrorReportWriter` as they happen.
+:class:`asyncmembers.report.ErrorReportWriter` as they happen, and the summary, the
+``--summary-json`` file and the exit status all read the one :class:`BulkResult`.
+
+Stopping: the first SIGINT or SIGTERM stops reading rows; the rows already handed to the
+engine finish, the journal holds each of them, and the summary of the rows read is
+printed (exit 130 or 143). A second signal cancels the engine at once (its workers stop
+and the journal is closed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import attrs
 
+from .. import bulk
 from ..bulk import BulkResult, Outcome, bulk_import
 from ..client import Client
 from ..errors import LosantError
 from ..report import ErrorReportWriter
-from ..sources import Source
+from ..sources import Source, SourceRow
 from ._common import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    cli_error,
+    CliError,
+    current_stop,
     exit_code_for,
     one_line,
 )
 from ._output import (
+    LiveCounts,
     ProgressMode,
-    Summary,
-    Tally,
     make_progress,
     out_console,
     print_failures,
     print_summary,
+    write_summary_json,
 )
 
 __all__ = ["ImportRun", "run_import"]
@@ -41,12 +52,67 @@ __all__ = ["ImportRun", "run_import"]
 
 @attrs.define
 class ImportRun:
-    """How an import ended: its exit status, the result (if it finished) and the tally."""
+    """How an import ended: its exit status, how (complete, interrupted, stopped), the result."""
 
     exit_code: int
-    tally: Tally
+    status: str
     result: BulkResult | None = None
     report_rows: int = 0
+
+
+class _OutcomeCounts:
+    """Live counts under the engine ``Progress``'s names, fed by ``on_outcome``.
+
+    Used only while ``asyncmembers.bulk`` has no ``Progress`` of its own (h3-engine's);
+    the display reads the same attribute names either way.
+    """
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.done = 0
+        self.kinds: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.finished = False
+
+    def observe(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.kinds[outcome.kind] = self.kinds.get(outcome.kind, 0) + 1
+
+    @property
+    def created(self) -> int:
+        return self.kinds.get("created", 0)
+
+    @property
+    def skipped(self) -> int:
+        return self.kinds.get("skipped", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.kinds.get("failed", 0)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        elapsed = self.elapsed
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.rate
+        if self.total is None or rate <= 0:
+            return None
+        return max(self.total - self.done, 0) / rate
+
+
+def _engine_progress(total: int | None) -> Any | None:
+    """The engine's ``Progress(total=...)`` when it has one and ``bulk_import`` takes it."""
+    cls = getattr(bulk, "Progress", None)
+    if cls is None or "progress" not in inspect.signature(bulk_import).parameters:
+        return None
+    return cls(total=total)
 
 
 async def run_import(
@@ -59,82 +125,118 @@ async def run_import(
     dry_run: bool = False,
     journal: str | os.PathLike[str] | None = None,
     errors: str | os.PathLike[str] | None = None,
+    summary_json: str | None = None,
     losantdomain: str | None = None,
     progress: ProgressMode = "plain",
     total: int | None = None,
     label: str = "Importing",
 ) -> ImportRun:
-    """Import ``source`` and print the summary; return how it ended.
+    """Import ``source``, print the summary and return how it ended.
 
-    Ctrl-C (the task being cancelled) lets ``bulk_import`` stop its workers and close the
-    journal, then prints the partial summary and ends with 130. A fatal API error or a file
-    that turns unreadable part-way prints the partial summary, then raises
-    :class:`CliError` with the error's one line and exit status (3 or 2).
+    A fatal API error or a file that turns unreadable part-way prints the partial summary,
+    then raises :class:`CliError` with the error's one line and exit status.
     """
-    tally = Tally()
+    stop = current_stop()
     report: ErrorReportWriter | None = None
     if errors is not None:
         try:
             report = ErrorReportWriter(errors, columns=source.columns)
         except OSError as exc:
             source.close()
-            raise cli_error(
+            raise CliError(
                 f"--errors: cannot write {os.fspath(errors)}: {exc.strerror or exc}", EXIT_USAGE
             ) from None
 
+    engine_progress = _engine_progress(total)
+    counts = _OutcomeCounts(total) if engine_progress is None else None
+    live: LiveCounts = engine_progress if engine_progress is not None else counts  # type: ignore[assignment]
+
     def on_outcome(outcome: Outcome) -> None:
-        tally.observe(outcome)
+        if counts is not None:
+            counts.observe(outcome)
         if report is not None and outcome.kind == "failed" and outcome.error is not None:
             report.write(outcome.member, outcome.error)
 
-    display = make_progress(progress, tally, total=total, label=label)
+    def rows() -> Iterator[SourceRow]:
+        # The first signal ends the input here: rows already taken finish normally.
+        for row in source:
+            if stop.requested:
+                return
+            yield row
+
+    stop.on_first = lambda: None  # rows() sees stop.requested; nothing else to do at once
+    extra: dict[str, Any] = {}
+    if engine_progress is not None:
+        extra["progress"] = engine_progress
+    display = make_progress(progress, live, label=label)
     out = out_console()
+    report_path = None if errors is None else os.fspath(errors)
+
+    def summary_file(code: int, status: str, result: BulkResult | None, error: str | None) -> None:
+        if summary_json is not None:
+            write_summary_json(
+                summary_json, exit_status=code, status=status, result=result, error=error
+            )
+
     display.start()
     try:
         result = await bulk_import(
             client,
             instanceId=instance_id,
-            members=source,
+            members=rows(),
             concurrency=concurrency,
             max_rate=max_rate,
             dry_run=dry_run,
             journal=journal,
             on_outcome=on_outcome,
             losantdomain=losantdomain,
+            **extra,
         )
     except asyncio.CancelledError:
-        # Ctrl-C: asyncio.run cancelled this task. bulk_import has stopped its workers and
-        # closed the journal; report what was done and end normally with 130.
+        # A second signal: the engine has stopped its workers and closed the journal.
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
         display.stop()
-        print_summary(out, Summary.from_tally(tally, dry_run=dry_run, status="interrupted"))
-        how = f"the journal {os.fspath(journal)} lists" if journal is not None else "the server has"
         out.print(
-            f"Interrupted after {tally.total:,} rows. Run the same command again to finish: "
-            f"rows {how} are skipped.",
+            f"{stop.word} again: stopped at once after {live.done:,} rows. " + _again_hint(journal),
             highlight=False,
         )
-        return ImportRun(EXIT_INTERRUPTED, tally, report_rows=report.count if report else 0)
+        summary_file(stop.exit_code, "interrupted", None, f"{stop.word.lower()} twice")
+        return ImportRun(stop.exit_code, "interrupted", report_rows=report.count if report else 0)
     except LosantError as exc:
         display.stop()
         partial = exc.result
+        code = exit_code_for(exc)
         if partial is not None and partial.total:
-            print_summary(out, Summary.from_result(partial, status="stopped"))
-        raise cli_error(one_line(exc), exit_code_for(exc)) from None
+            print_summary(out, partial, status="stopped")
+        summary_file(code, "stopped", partial, one_line(exc))
+        raise CliError(one_line(exc), code) from None
     finally:
+        stop.on_first = None
         display.stop()
         source.close()
         if report is not None:
             report.close()
     if progress == "rich":
         out.print()  # a blank line between the finished bar and the summary
-    print_summary(out, Summary.from_result(result))
-    print_failures(out, result.failures)
-    return ImportRun(
-        EXIT_OK if result.ok else EXIT_FAILED,
-        tally,
-        result,
-        report_rows=report.count if report else 0,
-    )
+    if stop.requested:
+        print_summary(out, result, status="interrupted")
+        print_failures(out, result, errors_path=report_path)
+        out.print(
+            f"{stop.word} after {result.total:,} rows. {_again_hint(journal)}", highlight=False
+        )
+        summary_file(stop.exit_code, "interrupted", result, None)
+        return ImportRun(
+            stop.exit_code, "interrupted", result, report_rows=report.count if report else 0
+        )
+    print_summary(out, result)
+    print_failures(out, result, errors_path=report_path)
+    code = EXIT_OK if result.ok else EXIT_FAILED
+    summary_file(code, "complete", result, None)
+    return ImportRun(code, "complete", result, report_rows=report.count if report else 0)
+
+
+def _again_hint(journal: str | os.PathLike[str] | None) -> str:
+    how = f"the journal {os.fspath(journal)} lists" if journal is not None else "the server has"
+    return f"Run the same command again to finish: rows {how} are skipped."

@@ -11,17 +11,12 @@ import csv
 import json
 import re
 import sys
-import time
-from collections import Counter
-from collections.abc import Sequence
 from typing import IO, Any, Final, Literal, Protocol
 
-import attrs
 from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -30,19 +25,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..bulk import BulkResult, ItemFailure, Outcome
-from ..errors import BadRequestError, LosantError, ValidationError
+from ..bulk import BulkResult
 from ..models import InstanceMember, InstanceMembers, converter
 from ..report import guard_cell
-from ._common import is_terminal
+from ._common import cli_wording, is_terminal
 
 __all__ = [
     "MEMBER_COLUMNS",
+    "LiveCounts",
     "ProgressMode",
-    "Summary",
-    "Tally",
+    "duration",
     "err_console",
-    "failure_label",
     "make_progress",
     "out_console",
     "print_failures",
@@ -51,6 +44,7 @@ __all__ = [
     "progress_mode",
     "write_members_csv",
     "write_members_json",
+    "write_summary_json",
 ]
 
 #: Columns of ``list --format csv`` (wire names, so the file can be imported again).
@@ -74,6 +68,7 @@ def progress_mode(no_progress: bool) -> ProgressMode:
     if no_progress:
         return "none"
     return "rich" if is_terminal(sys.stderr) else "plain"
+
 
 #: Seconds between progress lines when stderr is not a terminal.
 PLAIN_INTERVAL: Final = 2.0
@@ -185,163 +180,107 @@ def print_members_table(
     console.print(table)
 
 
-# -- import: tally, progress, summary --------------------------------------------------
+# -- import: progress and summary, read from the engine's objects --------------------
 
 
-def failure_label(error: LosantError) -> str:
-    """How a failure is grouped in the summary: error type and, briefly, why.
-
-    ``ValidationError (email)``, ``BadRequestError (400 Validation)``, ``ServerError (503)``.
-    """
-    name = type(error).__name__
-    if isinstance(error, ValidationError):
-        return f"{name} ({error.field or 'row'})"
-    if isinstance(error, BadRequestError) or error.status is not None:
-        detail = " ".join(str(p) for p in (error.status, error.type) if p is not None)
-        return f"{name} ({detail})" if detail else name
-    return name
-
-
-@attrs.define
-class Tally:
-    """Live counts of outcomes, for the progress display and a partial summary."""
-
-    total: int = 0
-    created: int = 0
-    skipped: int = 0
-    failed: int = 0
-    retries: int = 0
-    skipped_by_reason: Counter[str] = attrs.field(factory=Counter)
-    failed_by_label: Counter[str] = attrs.field(factory=Counter)
-    started: float = attrs.field(factory=time.perf_counter)
-
-    def observe(self, outcome: Outcome) -> None:
-        """Count one row's outcome."""
-        self.total += 1
-        # Outcome.retries is optional: older importers do not report it per row.
-        self.retries += int(getattr(outcome, "retries", 0) or 0)
-        if outcome.kind == "created":
-            self.created += 1
-        elif outcome.kind == "skipped":
-            self.skipped += 1
-            reason = outcome.reason or "skipped"
-            if reason.startswith("duplicate of row"):
-                reason = "duplicate in input"
-            self.skipped_by_reason[reason] += 1
-        else:
-            self.failed += 1
-            if outcome.error is not None:
-                self.failed_by_label[failure_label(outcome.error)] += 1
+class LiveCounts(Protocol):
+    """What the progress display reads while an import runs (the engine's ``Progress``)."""
 
     @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+    def done(self) -> int: ...
 
     @property
-    def rate(self) -> float:
-        elapsed = self.elapsed
-        return self.total / elapsed if elapsed > 0 else 0.0
-
-
-@attrs.define
-class Summary:
-    """The figures of the summary table, from a :class:`BulkResult` or a live tally."""
-
-    total: int
-    created: int
-    skipped_by_reason: dict[str, int]
-    failed_by_label: dict[str, int]
-    elapsed: float
-    retries: int | None = None
-    rate_limited: int | None = None
-    requests: int | None = None
-    dry_run: bool = False
-    status: str = "complete"
+    def total(self) -> int | None: ...
 
     @property
-    def skipped(self) -> int:
-        return sum(self.skipped_by_reason.values())
+    def created(self) -> int: ...
 
     @property
-    def failed(self) -> int:
-        return sum(self.failed_by_label.values())
+    def skipped(self) -> int: ...
 
-    @classmethod
-    def from_result(cls, result: BulkResult, *, status: str = "complete") -> Summary:
-        labels: Counter[str] = Counter(failure_label(f.error) for f in result.failures)
-        return cls(
-            total=result.total,
-            created=result.created,
-            skipped_by_reason=dict(result.skipped_by_reason),
-            failed_by_label=dict(labels.most_common()),
-            elapsed=result.elapsed,
-            retries=result.retries,
-            rate_limited=result.rate_limited,
-            requests=result.requests,
-            dry_run=result.dry_run,
-            status=status,
-        )
+    @property
+    def failed(self) -> int: ...
 
-    @classmethod
-    def from_tally(cls, tally: Tally, *, dry_run: bool, status: str) -> Summary:
-        return cls(
-            total=tally.total,
-            created=tally.created,
-            skipped_by_reason=dict(tally.skipped_by_reason),
-            failed_by_label=dict(tally.failed_by_label.most_common()),
-            elapsed=tally.elapsed,
-            retries=tally.retries if hasattr(Outcome, "retries") else None,
-            dry_run=dry_run,
-            status=status,
-        )
+    @property
+    def rate(self) -> float: ...
+
+    @property
+    def eta(self) -> float | None: ...
 
 
-def print_summary(console: Console, summary: Summary) -> None:
-    """The import's summary table."""
+def duration(seconds: float | None) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def print_summary(console: Console, result: BulkResult, *, status: str = "complete") -> None:
+    """The import's summary table, read from the engine's :class:`BulkResult`."""
     title = "Import summary"
-    if summary.dry_run:
+    if result.dry_run:
         title += " (dry run: nothing was added)"
-    if summary.status != "complete":
-        title += f" ({summary.status}: partial)"
+    if status != "complete":
+        title += f" ({status}: partial)"
     console.print(title, style="bold", highlight=False, markup=False)
     table = Table(box=None, show_header=False, padding=(0, 0, 0, 2))
     table.add_column("what", min_width=28)
     table.add_column("rows", justify="right", min_width=8)
-    table.add_row("Rows read", f"{summary.total:,}")
+    table.add_row("Rows read", f"{result.total:,}")
     table.add_row(
-        "Would be created" if summary.dry_run else "Created",
-        f"[green]{summary.created:,}[/]",
+        "Would be created" if result.dry_run else "Created",
+        f"[green]{result.created:,}[/]",
     )
-    table.add_row("Skipped", f"{summary.skipped:,}")
-    for reason, count in sorted(summary.skipped_by_reason.items()):
+    updated = getattr(result, "updated", 0)
+    if updated:
+        table.add_row("Would be updated" if result.dry_run else "Updated", f"{updated:,}")
+    table.add_row("Skipped", f"{result.skipped:,}")
+    for reason, count in sorted(result.skipped_by_reason.items()):
         table.add_row(f"  {reason}", f"{count:,}", style="dim")
-    failed_style = "red" if summary.failed else ""
-    table.add_row("Failed", f"[{failed_style}]{summary.failed:,}[/]" if failed_style else "0")
-    for label, count in summary.failed_by_label.items():
-        table.add_row(f"  {label}", f"{count:,}", style="dim")
+    failed = result.failed
+    table.add_row("Failed", f"[red]{failed:,}[/]" if failed else "0")
+    for name, count in sorted(result.failures_by_type().items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  {name}", f"{count:,}", style="dim")
     table.add_row("", "")
-    if summary.requests is not None:
-        table.add_row("Requests", f"{summary.requests:,}")
-    if summary.retries is not None:
-        table.add_row("Retries", f"{summary.retries:,}")
-    if summary.rate_limited is not None:
-        table.add_row("Rate limited (429)", f"{summary.rate_limited:,}")
-    table.add_row("Elapsed", f"{summary.elapsed:.1f} s")
-    rate = summary.total / summary.elapsed if summary.elapsed > 0 else 0.0
-    table.add_row("Rows/s", f"{rate:,.0f}")
+    table.add_row("Requests", f"{result.requests:,}")
+    table.add_row("Retries", f"{result.retries:,}")
+    table.add_row("Rate limited (429)", f"{result.rate_limited:,}")
+    table.add_row(
+        "Elapsed", duration(result.elapsed) if result.elapsed >= 60 else f"{result.elapsed:.1f} s"
+    )
+    table.add_row("Rows/s", f"{result.rows_per_second:,.0f}")
     console.print(table)
 
 
-_LINE_PREFIX = re.compile(r"^line \d+: ")
+_LINE_PREFIX = re.compile(r"^(?:line|element) \d+: ")
 
 
-def print_failures(console: Console, failures: Sequence[ItemFailure], *, limit: int = 10) -> None:
-    """The first ``limit`` failed rows: where, what type of error, and why."""
-    if not failures:
+def print_failures(
+    console: Console,
+    result: BulkResult,
+    *,
+    errors_path: str | None = None,
+    limit: int = 10,
+) -> None:
+    """The first ``limit`` failed rows: where, what type of error, and why.
+
+    When more rows failed than are shown, the caption says where the rest are: the
+    ``--errors`` report, or a hint to pass ``--errors PATH``.
+    """
+    if not result.failed:
         return
-    shown = sorted(failures, key=lambda f: f.index)[:limit]
-    more = len(failures) - len(shown)
-    caption = f"and {more:,} more" if more else None
+    shown = sorted(result.failures, key=lambda f: f.index)[:limit]
+    more = result.failed - len(shown)
+    caption = None
+    if more and errors_path is not None:
+        caption = f"and {more:,} more: every failed row is in {errors_path}"
+    elif more:
+        caption = f"and {more:,} more: pass --errors PATH to write every failed row to a CSV"
     title = "Failed rows" if not more else f"First {len(shown)} failed rows (sorted by line)"
     console.print()
     console.print(title, style="bold", highlight=False, markup=False)
@@ -351,14 +290,41 @@ def print_failures(console: Console, failures: Sequence[ItemFailure], *, limit: 
     table.add_column("Message")
     for failure in shown:
         line = getattr(failure.member, "line", None)
-        where = str(line) if isinstance(line, int) else f"#{failure.index + 1}"
-        message = _LINE_PREFIX.sub("", failure.error.message)
+        element = getattr(failure.member, "element", None)
+        if isinstance(line, int):
+            where = str(line)
+        elif isinstance(element, int):
+            where = f"[{element}]"
+        else:
+            where = f"#{failure.index + 1}"
+        message = cli_wording(_LINE_PREFIX.sub("", failure.error.message))
         table.add_row(where, type(failure.error).__name__, message)
     console.print(table)
 
 
+def write_summary_json(
+    path: str,
+    *,
+    exit_status: int,
+    status: str,
+    result: BulkResult | None,
+    error: str | None = None,
+) -> None:
+    """Write the run's figures as JSON for a batch job (``--summary-json PATH``).
+
+    ``result.to_dict()`` (counts, failures by type, elapsed, requests, retries) plus
+    ``exit_status``, ``status`` (complete, interrupted, stopped) and ``error``.
+    """
+    data: dict[str, Any] = {"exit_status": exit_status, "status": status, "error": error}
+    if result is not None:
+        data.update(result.to_dict())
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
 class ImportProgress(Protocol):
-    """Shows how an import is going, from a :class:`Tally`, until stopped."""
+    """Shows how an import is going, from the engine's live counts, until stopped."""
 
     def start(self) -> None: ...
 
@@ -400,52 +366,53 @@ class _Ticker:
 
 
 class _PlainProgress(_Ticker):
-    """A line on stderr every few seconds (for logs and pipes)."""
+    """A line on stderr every few seconds (for logs and pipes), with an ETA when known."""
 
     interval = PLAIN_INTERVAL
 
-    def __init__(self, tally: Tally, total: int | None, console: Console) -> None:
+    def __init__(self, live: LiveCounts, console: Console) -> None:
         super().__init__()
-        self.tally, self.total, self.console = tally, total, console
+        self.live, self.console = live, console
 
     def tick(self, final: bool = False) -> None:
         if final:
             return  # the summary follows
-        t = self.tally
-        of = f"/{self.total:,}" if self.total else ""
+        p = self.live
+        total = p.total
+        of = f"/{total:,}" if total else ""
         line = (
-            f"import: {t.total:,}{of} rows, {t.created:,} created, {t.skipped:,} skipped, "
-            f"{t.failed:,} failed, {t.rate:,.0f} rows/s"
+            f"import: {p.done:,}{of} rows, {p.created:,} created, {p.skipped:,} skipped, "
+            f"{p.failed:,} failed, {p.rate:,.0f} rows/s"
         )
-        if t.retries:
-            line += f", {t.retries:,} retries"
+        if total and p.eta is not None:
+            line += f", ETA {duration(p.eta)}"
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
         self.console.file.flush()
 
 
 class _RichProgress(_Ticker):
-    """A live progress bar on a terminal."""
+    """A live progress bar on a terminal, with an ETA when the total is known."""
 
     interval = RICH_INTERVAL
 
-    def __init__(self, tally: Tally, total: int | None, console: Console, label: str) -> None:
+    def __init__(self, live: LiveCounts, console: Console, label: str) -> None:
         super().__init__()
-        self.tally, self.total = tally, total
+        self.live = live
         self.progress = Progress(
             SpinnerColumn(finished_text="[green]✓[/]"),
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
             TextColumn("{task.fields[rate]:>6,.0f} rows/s"),
             TextColumn("[red]{task.fields[failed]:,} failed[/]"),
-            TextColumn("{task.fields[retries]}"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=console,
             auto_refresh=False,  # redrawn by our own ticker on the event loop: no thread
             transient=False,
         )
         self.task: TaskID = self.progress.add_task(
-            label, total=total, rate=0.0, failed=0, retries=""
+            label, total=live.total, counts="", rate=0.0, failed=0, eta=""
         )
 
     def start(self) -> None:
@@ -453,13 +420,20 @@ class _RichProgress(_Ticker):
         super().start()
 
     def tick(self, final: bool = False) -> None:
-        t = self.tally
-        total = self.total
-        if final or (total is not None and t.total > total):
-            total = t.total  # the estimate was an upper bound (or low): end at 100 %
-        retries = f"{t.retries:,} retries" if t.retries else ""
+        p = self.live
+        total = p.total
+        if final or (total is not None and p.done > total):
+            total = p.done  # the estimate was an upper bound (or low): end at 100 %
+        counts = f"{p.done:,}/{total:,}" if total is not None else f"{p.done:,}"
+        eta = f"ETA {duration(p.eta)}" if total and not final and p.eta is not None else ""
         self.progress.update(
-            self.task, completed=t.total, total=total, rate=t.rate, failed=t.failed, retries=retries
+            self.task,
+            completed=p.done,
+            total=total,
+            counts=counts,
+            rate=p.rate,
+            failed=p.failed,
+            eta=eta,
         )
         self.progress.refresh()
         if final:
@@ -467,11 +441,11 @@ class _RichProgress(_Ticker):
 
 
 def make_progress(
-    mode: ProgressMode, tally: Tally, *, total: int | None, label: str = "Importing"
+    mode: ProgressMode, live: LiveCounts, *, label: str = "Importing"
 ) -> ImportProgress:
     """The progress display for ``mode``: a bar, periodic lines, or nothing."""
     if mode == "rich":
-        return _RichProgress(tally, total, err_console(), label)
+        return _RichProgress(live, err_console(), label)
     if mode == "plain":
-        return _PlainProgress(tally, total, err_console())
+        return _PlainProgress(live, err_console())
     return _NoProgress()

@@ -52,7 +52,9 @@ def _fraction(instance: object, attribute: attrs.Attribute[float], value: float)
         )
 
 
-def _opt_burst(instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+def _opt_burst(
+    instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
     if value is not None and (not math.isfinite(value) or value < 1):
         raise ValueError(
             f"Faults.rate_limit_burst must be a number >= 1 (or None for the default), got {value!r}"
@@ -89,7 +91,9 @@ class Faults:
 
     latency: float = attrs.field(default=0.0, converter=_to_float, validator=_finite_non_negative)
     error_rate: float = attrs.field(default=0.0, converter=_to_float, validator=_fraction)
-    rate_limit: float = attrs.field(default=0.0, converter=_to_float, validator=_finite_non_negative)
+    rate_limit: float = attrs.field(
+        default=0.0, converter=_to_float, validator=_finite_non_negative
+    )
     rate_limit_burst: float | None = attrs.field(
         default=None, converter=_opt_float, validator=_opt_burst
     )

@@ -1,0 +1,210 @@
+"""Options shared by the commands that read a member file and run the bulk engine.
+
+Defined once here so ``import`` (and the commands that will join it: ``sync``,
+``remove FILE``) take the same spelling, help and checks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import click
+
+from ..sources import Source, SourceError, count_rows, open_source
+from ._common import fail, one_line
+
+__all__ = ["RunOptions", "SourceOptions", "run_options", "source_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@attrs.frozen
+class SourceOptions:
+    """How to read the member file: format, encoding, delimiter, columns, default role."""
+
+    fmt: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    email_column: str | None = None
+    user_id_column: str | None = None
+    role_column: str | None = None
+    default_role: str | None = None
+
+    def open(self, file: str) -> Source:
+        """Open ``file`` (``-`` for stdin); a file that cannot be read ends with exit 2."""
+        try:
+            return open_source(
+                file,
+                format=self.fmt,
+                encoding=self.encoding,
+                delimiter=self.delimiter,
+                email_column=self.email_column,
+                user_id_column=self.user_id_column,
+                role_column=self.role_column,
+                default_role=self.default_role,
+            )
+        except SourceError as exc:
+            fail(one_line(exc))
+
+    def estimate(self, file: str) -> int | None:
+        """The row count estimate for the progress bar (``None`` when unknown)."""
+        return None if file == "-" else count_rows(file, format=self.fmt)
+
+
+def source_options(func: F) -> F:
+    """``--format --encoding --delimiter --email-column --user-id-column --role-column
+    --default-role``, passed to the command as ``source: SourceOptions``."""
+
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["csv", "jsonl", "json"], case_sensitive=False),
+        help="File format. Default: from the extension (.csv/.tsv, .jsonl/.ndjson, .json); "
+        "for - it is sniffed from the first character.",
+    )
+    @click.option(
+        "--encoding",
+        metavar="CODEC",
+        help="Text encoding, e.g. cp1252, latin-1, utf-16. Default: UTF-8; a byte order "
+        "mark (UTF-8, UTF-16, UTF-32) is always obeyed.",
+    )
+    @click.option(
+        "--delimiter",
+        metavar="CHAR",
+        help="CSV delimiter (',' ';' '|' or 'tab'). Default: sniffed from the header line.",
+    )
+    @click.option(
+        "--email-column",
+        metavar="NAME",
+        help="The column (or JSON key) holding the email, if not a recognised name.",
+    )
+    @click.option(
+        "--user-id-column",
+        metavar="NAME",
+        help="The column (or JSON key) holding the Losant userId, if not a recognised name.",
+    )
+    @click.option(
+        "--role-column",
+        metavar="NAME",
+        help="The column (or JSON key) holding the role, if not a recognised name.",
+    )
+    @click.option(
+        "--default-role",
+        type=click.Choice(["admin", "view"], case_sensitive=False),
+        help="Role for rows without one: when there is no role column, and for blank cells.",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        fmt: str | None,
+        encoding: str | None,
+        delimiter: str | None,
+        email_column: str | None,
+        user_id_column: str | None,
+        role_column: str | None,
+        default_role: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        source = SourceOptions(
+            fmt=fmt,
+            encoding=encoding,
+            delimiter=delimiter,
+            email_column=email_column,
+            user_id_column=user_id_column,
+            role_column=role_column,
+            default_role=default_role.lower() if default_role else None,
+        )
+        return func(*args, source=source, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@attrs.frozen
+class RunOptions:
+    """How to run the engine and report: concurrency, rate, dry run, files, progress."""
+
+    concurrency: int = 16
+    max_rate: float | None = None
+    dry_run: bool = False
+    errors: str | None = None
+    journal: str | None = None
+    summary_json: str | None = None
+    no_progress: bool = False
+
+
+def run_options(func: F) -> F:
+    """``--concurrency --max-rate --dry-run --errors --journal --summary-json
+    --no-progress``, passed to the command as ``run: RunOptions``."""
+
+    @click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        metavar="N",
+        help="Requests in flight at once.",
+    )
+    @click.option(
+        "--max-rate",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="R",
+        help="At most R requests per second. Without it the rate adapts to the server's 429s.",
+    )
+    @click.option("--dry-run", is_flag=True, help="Validate and plan; change nothing.")
+    @click.option(
+        "--errors",
+        "errors_path",
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
+        help="Write failed rows to this CSV as they happen: the original columns, then "
+        "line, error_type, status, message. Fix it and import it again.",
+    )
+    @click.option(
+        "--journal",
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
+        help="Record each row's outcome here; running the same command again resumes, "
+        "skipping rows already done.",
+    )
+    @click.option(
+        "--summary-json",
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
+        help="Write the result as JSON here (counts, failures by type, elapsed, requests, "
+        "retries, exit status), also when the run is stopped.",
+    )
+    @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        concurrency: int,
+        max_rate: float | None,
+        dry_run: bool,
+        errors_path: str | None,
+        journal: str | None,
+        summary_json: str | None,
+        no_progress: bool,
+        **kwargs: Any,
+    ) -> Any:
+        for name, value in (
+            ("--errors", errors_path),
+            ("--journal", journal),
+            ("--summary-json", summary_json),
+        ):
+            if value == "-":
+                raise click.UsageError(f"{name} needs a file path, not -")
+        run = RunOptions(
+            concurrency=concurrency,
+            max_rate=max_rate,
+            dry_run=dry_run,
+            errors=errors_path,
+            journal=journal,
+            summary_json=summary_json,
+            no_progress=no_progress,
+        )
+        return func(*args, run=run, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Runnable examples: importing members from web apps (see the README)."""
