@@ -324,8 +324,9 @@ class Session:
                 ) from None
         status: int | None = None
         retry_after: float | None = None
+        started = loop.time()
         try:
-            remaining = deadline - loop.time()
+            remaining = deadline - started
             if remaining < self._floor:
                 raise TransportError(
                     f"not sent: {max(remaining, 0) * 1000:.0f} ms left of "
@@ -343,11 +344,15 @@ class Session:
                 timeout = attrs.evolve(transport.timeout, total=remaining)
             result = await transport.send(session, req, timeout)
             status = 200
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_attempt(req, status, loop.time() - started)
             return result
         except LosantError as exc:
             status = exc.status
             if isinstance(exc, RateLimitError):
                 retry_after = exc.retry_after
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_attempt(req, status or type(exc).__name__, loop.time() - started)
             raise
         finally:
             if gate is not None:
@@ -493,3 +498,9 @@ class Session:
             getattr(exc, "message", exc),
             wait,
         )
+
+
+def _log_attempt(req: Request, outcome: int | str, seconds: float) -> None:
+    """One DEBUG line per attempt: method, path and query, status (or error), time."""
+    target = str(URL(req.path).with_query(req.params)) if req.params else req.path
+    logger.debug("%s %s %s %d ms", req.method, target, outcome, round(seconds * 1000))

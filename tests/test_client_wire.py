@@ -412,9 +412,13 @@ async def test_retry_is_logged_without_token(
     mocked.get(MEMBERS, status=503, payload={"type": "Unavailable", "message": "busy"})
     mocked.get(MEMBERS, payload={"items": []})
     await client.instance_members.get(instanceId=IID)
-    [record] = [r for r in caplog.records if r.name == "asyncmembers"]
+    [record] = [r for r in caplog.records if r.name == "asyncmembers" and r.levelname == "INFO"]
     text = record.getMessage()
     assert "attempt 1 of 4" in text and "503" in text and "retrying in" in text
+    # At DEBUG, one line per attempt as well: method, path, status, time.
+    attempts = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert len(attempts) == 2 and attempts[0].startswith(f"GET /instances/{IID}/members 503 ")
+    assert attempts[1].startswith(f"GET /instances/{IID}/members 200 ")
     assert TOKEN not in caplog.text
 
 
