@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import cattrs
@@ -138,6 +138,15 @@ class InstanceMemberPost:
             raise ValidationError("to_member_post() must return an InstanceMemberPost")
         return result
 
+    def to_dict(self) -> dict[str, str]:
+        """The wire form (``{"email"|"userId", "role"}``), ready for JSON."""
+        return self.to_wire()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InstanceMemberPost:
+        """Build from wire form (or attribute form), validating as the API does."""
+        return cls.from_mapping(data)
+
     def to_wire(self) -> dict[str, str]:
         """The JSON body the API expects."""
         body: dict[str, str] = {}
@@ -183,6 +192,15 @@ class InstanceMemberPatch:
         """The JSON body the API expects."""
         return {"role": self.role.value}
 
+    def to_dict(self) -> dict[str, str]:
+        """The wire form (``{"role": ...}``), ready for JSON."""
+        return self.to_wire()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InstanceMemberPatch:
+        """Build from ``{"role": ...}``, validating as the API does."""
+        return cls.coerce(data)
+
 
 @attrs.frozen(slots=True)
 class InstanceMember:
@@ -198,6 +216,19 @@ class InstanceMember:
     two_factor_auth_enabled: bool | None = None
     sso_linked: bool | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (camelCase keys, unset fields left out), ready for JSON."""
+        data: dict[str, Any] = converter.unstructure(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InstanceMember:
+        """Parse the wire form as the client does (unknown fields ignored).
+
+        Raises ``ValidationError`` when ``data`` is not an Instance Member.
+        """
+        return _from_dict(data, cls)
+
 
 @attrs.frozen(slots=True)
 class InstanceMembers:
@@ -210,6 +241,19 @@ class InstanceMembers:
     sort_direction: str | None = None
     filter_field: str | None = None
     filter: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (camelCase keys, unset fields left out), ready for JSON."""
+        data: dict[str, Any] = converter.unstructure(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InstanceMembers:
+        """Parse the wire form as the client does (unknown fields ignored).
+
+        Raises ``ValidationError`` when ``data`` is not Instance Members.
+        """
+        return _from_dict(data, cls)
 
 
 class SupportsMemberPost(Protocol):
@@ -266,6 +310,18 @@ def _make_converter() -> cattrs.Converter:
     )
     conv.register_unstructure_hook(InstanceMemberPost, InstanceMemberPost.to_wire)
     return conv
+
+
+_T = TypeVar("_T")
+
+
+def _from_dict(data: Mapping[str, Any], cls: type[_T]) -> _T:
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError) as exc:
+        raise ValidationError(
+            f"not the wire form of {cls.__name__}: {repr(data)[:80]} ({exc})"
+        ) from exc
 
 
 #: The package's converter. Never the global one: hooks registered here stay ours.

@@ -307,7 +307,7 @@ async def test_a_callers_session_is_left_open_and_the_clients_own_is_closed(srv:
 
         owned = am.Client(TOKEN, url=srv.url)
         await owned.instance_members.get(instanceId=IID)
-        inner = owned._session._session
+        inner = owned._session.transport._session
         assert inner is not None and not inner.closed
         await owned.close()
         assert inner.closed
