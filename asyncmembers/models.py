@@ -150,7 +150,7 @@ class InstanceMemberPost:
 
         The same rules in the same order with the same messages (``tests/test_models.py``
         compares both paths over the fuzz corpus), without the attrs converter chain and
-        the enum call: about 4 µs less per row.
+        the enum call: about 2.4 µs less per row (paired, in-process).
         """
         role = email = user_id = None
         for key, value in data.items():
