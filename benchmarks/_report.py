@@ -142,7 +142,7 @@ def _loops() -> str:
 
         uv = "installed" if importlib.util.find_spec("uvloop") else "not installed"
         return (
-            f"uvloop {uv}; the CLI runs on {_runtime.loop_name()}, "
+            f"uvloop {uv}; the CLI and the embedded server run on {_runtime.loop_name()}, "
             f"asyncmembers' JSON backend is {_json.BACKEND}"
         )
     except Exception as exc:  # the report must not fail over a side detail

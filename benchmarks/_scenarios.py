@@ -810,6 +810,12 @@ def rate_limited(cfg: Config) -> Section:
         "of its runs. The server limits the rate, so these figures depend little on CPU, "
         "unless the machine is too busy for the client to keep up with 200 req/s"
     )
+    if cfg.rl_seconds < 15:
+        s.notes.append(
+            f"{cfg.rl_seconds:g} s runs ({cfg.mode} mode): the first 429 episode (about one "
+            "429 per request in flight, before anything is known of the limit) weighs more "
+            "than in the full mode's 15 s runs, where the target is judged"
+        )
     s.notes.append(
         "stalls: gaps of 0.3 s or more in which no row completed (e.g. every worker paused for "
         "a Retry-After); each second of stall costs up to the limit's worth of rows"
