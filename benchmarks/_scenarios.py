@@ -1036,7 +1036,7 @@ def profiles(cfg: Config) -> tuple[Section, list[str]]:
                 srv,
                 kind,
                 concurrency=c,
-                seconds=max(cfg.overhead_seconds, 2.0),
+                seconds=2.0 if cfg.mode == "full" else 0.5,
                 profile=os.path.join(prof_dir, f"loopback-{kind}.html"),
             )
             split[kind] = package_us_per_row(res["profile"], res["cpu_us"])
