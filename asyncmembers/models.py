@@ -59,6 +59,11 @@ def _norm_role(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+#: The roles by wire value: a dict lookup where ``Role(value)`` goes through the enum
+#: machinery (about 0.6 µs a row).
+_ROLE_BY_VALUE: dict[str, Role] = {role.value: role for role in Role}
+
+
 def _to_role(value: object) -> Role:
     return Role(_schema.check_choice(_norm_role(value), "role", _schema.ROLES))
 
@@ -124,6 +129,8 @@ class InstanceMemberPost:
         object with a ``to_member_post()`` method (such as a row read from a file, which
         knows its line number and puts it in the error).
         """
+        if type(member) is dict:
+            return cls._from_dict(member)
         if isinstance(member, InstanceMemberPost):
             return member
         if isinstance(member, Mapping):
@@ -147,6 +154,45 @@ class InstanceMemberPost:
         """Build from wire form (or attribute form), validating as the API does."""
         return cls.from_mapping(data)
 
+    @classmethod
+    def _from_dict(cls, data: dict[Any, Any]) -> InstanceMemberPost:
+        """:meth:`from_mapping` for a plain dict, the importer's common row, checked directly.
+
+        The same rules in the same order with the same messages (``tests/test_models.py``
+        compares both paths over the fuzz corpus), without the attrs converter chain and
+        the enum call: about 2.4 µs less per row (paired, in-process).
+        """
+        role = email = user_id = None
+        for key, value in data.items():
+            if key == "role":
+                role = value
+            elif key == "email":
+                email = value
+            elif key == "userId" or key == "user_id":
+                user_id = value
+            else:
+                raise ValidationError(
+                    f"member has unknown field {key!r}; allowed fields are email, userId, role",
+                    field=str(key),
+                )
+        if role is None:
+            raise ValidationError("member is missing role (admin or view)", field="role")
+        # An exact wire value is the common case; anything else takes the normalising path.
+        checked_role = _ROLE_BY_VALUE.get(role) if type(role) is str else None
+        if checked_role is None:
+            checked_role = _to_role(role)
+        if email is not None:
+            email = _opt_email(email)
+        if user_id is not None:
+            user_id = _opt_user_id(user_id)
+        if email is None and user_id is None:
+            raise ValidationError("member needs an email or a userId", field="email")
+        post = _new_post(cls)
+        _set_slot(post, "role", checked_role)
+        _set_slot(post, "email", email)
+        _set_slot(post, "user_id", user_id)
+        return post
+
     def to_wire(self) -> dict[str, str]:
         """The JSON body the API expects."""
         body: dict[str, str] = {}
@@ -156,6 +202,12 @@ class InstanceMemberPost:
             body["userId"] = self.user_id
         body["role"] = self.role.value
         return body
+
+
+# A frozen attrs instance built without its __init__ (whose converters _from_dict has
+# already applied): object's own __new__ and __setattr__, as attrs' generated code does.
+_new_post: Callable[[type[InstanceMemberPost]], InstanceMemberPost] = object.__new__
+_set_slot: Callable[[object, str, object], None] = object.__setattr__
 
 
 @attrs.frozen(slots=True)
