@@ -1,9 +1,18 @@
-"""The session wrapper: headers, auth, timeouts, retries and error mapping.
+"""The session: validated settings, pacing, and the one retry loop over the transport.
 
-This is the one boundary where aiohttp and asyncio failures become
-:mod:`asyncmembers.errors`; nothing above it needs to import aiohttp to catch an error.
-The access token lives in one header dict that is never logged, stored on an error or
-shown by ``repr``.
+Layers, each doing one thing you can name (the httpx shape):
+
+- :class:`~asyncmembers._transport.Transport` sends ONE attempt and maps every aiohttp
+  and asyncio failure to :mod:`asyncmembers.errors` at one boundary;
+- :meth:`Session.send` is one attempt as the caller's pacing sees it: the ``gate``, the
+  remaining time budget, the attempt timeout;
+- :meth:`Session.retrying` is the one retry loop, driven by :class:`RetryPolicy` with
+  tenacity, the way stamina uses it: ``stop_any(stop_after_attempt, stop_before_delay)``
+  and a wait that honours ``Retry-After``. Which failures are worth another attempt, and
+  which may have been applied, is read from the errors themselves (``errors.py``).
+
+The POST rule (confirm before resending after an answer that may have been applied) is not
+here: it lives beside the resource that understands members (``resources._SafePost``).
 """
 
 from __future__ import annotations
@@ -12,52 +21,49 @@ import asyncio
 import ipaddress
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict, CIMultiDictProxy
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.stop import stop_base
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    stop_before_delay,
+)
 from yarl import URL
 
 from . import _json, _schema
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Reader, Request, Transport
 from ._version import __version__
 from .errors import (
     IDEMPOTENT_METHODS,
-    BadRequestError,
-    ClientClosedError,
     LosantError,
     NotFoundError,
-    ProtocolError,
     RateLimitError,
-    RedirectError,
     TransportError,
     ValidationError,
-    error_for_status,
 )
-from .retry import NOT_APPLIED_STATUSES, RetryPolicy, parse_retry_after
+from .retry import RetryPolicy
 
-__all__ = ["AttemptGate", "Session"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Attempt", "AttemptGate", "Session"]
 
 logger = logging.getLogger("asyncmembers")
 
 DEFAULT_ACCEPT_VERSION = "^1.29.3"
 USER_AGENT = f"asyncmembers/{__version__} (+aiohttp)"
 
-_NO_RETRY_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectorCertificateError,
-    aiohttp.ClientConnectorSSLError,
-    aiohttp.ClientSSLError,
-)
-_NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,) + (
-    (aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()
-)
+#: An attempt is not sent with less time than this left in the call's budget: it could
+#: only time out, and for a POST that would make a needless "may have been applied".
+MIN_ATTEMPT_SECONDS = 0.05
 
 
 class AttemptGate(Protocol):
-    """Paces individual attempts (used by the bulk importer to share rate-limit pauses).
+    """Paces individual attempts (used by the bulk engine to share rate-limit pauses).
 
     ``acquire`` is awaited before every attempt and raises ``TimeoutError`` if the turn
     has not come by ``deadline`` (event-loop time); ``release`` is called after the attempt
@@ -71,14 +77,10 @@ class AttemptGate(Protocol):
     def release(self, method: str, status: int | None, retry_after: float | None) -> None: ...
 
 
-#: Looks up whether an ambiguous POST took effect; returns the member's wire form or None.
-Confirm = Callable[[float], Awaitable[Any]]
-#: Reads a 2xx answer's body as a stream of byte chunks (already capped) and returns a value.
-Reader = Callable[[AsyncIterator[bytes]], Awaitable[Any]]
+class Attempt(Protocol):
+    """One attempt of a call that needs more than a plain send (the POST safety rule)."""
 
-#: Default cap on the bytes read from one response, after decompression: 256 MiB, room
-#: for a list of about a million members (~250 bytes each) while memory stays bounded.
-DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+    async def attempt(self, deadline: float) -> Any: ...
 
 
 def is_loopback(host: str | None) -> bool:
@@ -92,31 +94,64 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-_CONTENT_TYPE_JSON: Mapping[str, str] = CIMultiDictProxy(
-    CIMultiDict({"Content-Type": "application/json"})
+# A DNS name (labels of letters, digits, hyphens; IDNA already applied by yarl) or an IP.
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?"
 )
 
 
-class _StopAtDeadline(stop_base):
-    """Stop when the next wait would end past the call's deadline (total time bound)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        self._loop = loop
-        self._deadline = deadline
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        upcoming = retry_state.upcoming_sleep
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            # With a gate the Retry-After is waited out by the gate, not by this wait:
-            # a pause that ends past the deadline is not started either way.
-            upcoming = max(upcoming, exc.retry_after)
-        return self._loop.time() + upcoming >= self._deadline
+def check_url(url: object, *, auth_token: str | None, allow_insecure_http: bool) -> URL:
+    """The API base URL, validated: http(s), a real host and port, no userinfo, query or
+    fragment, and no token over plain http to anything but loopback (unless allowed)."""
+    if not isinstance(url, str):
+        raise ValidationError(f"url must be a string, got {type(url).__name__}", field="url")
+    try:
+        base = URL(url)
+        port = base.port
+        host = base.host
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"url is not a valid URL ({exc}); expected e.g. https://api.losant.com",
+            field="url",
+        ) from None
+    if base.user is not None or base.password is not None:
+        # Never echo the URL: its userinfo may be a password.
+        raise ValidationError(
+            "url must not hold a user name or password (user:pass@); pass the access token "
+            "as auth_token (or --token / LOSANT_API_TOKEN)",
+            field="url",
+        )
+    shown = str(base)
+    if base.scheme not in ("http", "https") or not host:
+        raise ValidationError(
+            f"url must be an http(s) URL such as https://api.losant.com, got {shown!r}",
+            field="url",
+        )
+    if base.query_string or "?" in url:
+        raise ValidationError(
+            f"url must not hold a query (?...): every call adds its own; got {shown!r}",
+            field="url",
+        )
+    if base.fragment or "#" in url:
+        raise ValidationError(f"url must not hold a fragment (#...); got {shown!r}", field="url")
+    if port is None or not 0 < port < 65536:
+        raise ValidationError(f"url has an invalid port; got {shown!r}", field="url")
+    if _HOSTNAME.fullmatch(host) is None:
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            raise ValidationError(f"url has an invalid host {host!r}", field="url") from None
+    if base.scheme == "http" and auth_token and not allow_insecure_http and not is_loopback(host):
+        raise ValidationError(
+            f"refusing to send the access token over plain http to {host}; use https, "
+            "or pass allow_insecure_http=True if this network is trusted",
+            field="url",
+        )
+    return base
 
 
 class Session:
-    """Sends requests to the Losant API through one pooled ``aiohttp.ClientSession``."""
+    """Sends requests to the Losant API: pacing, time budget, retries, over one transport."""
 
     def __init__(
         self,
@@ -131,17 +166,6 @@ class Session:
         max_connections: int,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        if (
-            not isinstance(max_response_bytes, int)
-            or isinstance(max_response_bytes, bool)
-            or max_response_bytes < 1
-        ):
-            raise ValidationError(
-                "max_response_bytes must be a whole number of bytes greater than zero, "
-                f"got {max_response_bytes!r}",
-                field="max_response_bytes",
-            )
-        self.max_response_bytes = max_response_bytes
         if auth_token is not None:
             # Never echo the token: a message naming a bad character would show it.
             if not isinstance(auth_token, str):
@@ -155,35 +179,30 @@ class Session:
                     "copy the access token again",
                     field="auth_token",
                 )
-        base = URL(url)
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValidationError(
-                f"url must be an http(s) URL such as https://api.losant.com, got {url!r}",
-                field="url",
-            )
-        if (
-            base.scheme == "http"
-            and auth_token
-            and not allow_insecure_http
-            and not is_loopback(base.host)
-        ):
-            raise ValidationError(
-                f"refusing to send the access token over plain http to {base.host}; use https, "
-                "or pass allow_insecure_http=True if this network is trusted",
-                field="url",
-            )
+        base = check_url(url, auth_token=auth_token, allow_insecure_http=allow_insecure_http)
         if isinstance(timeout, aiohttp.ClientTimeout):
-            self._timeout = timeout
+            attempt_timeout = timeout
         elif isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
-            self._timeout = aiohttp.ClientTimeout(total=float(timeout))
+            attempt_timeout = aiohttp.ClientTimeout(total=float(timeout))
         else:
             raise ValidationError(
-                f"timeout must be seconds greater than zero or an aiohttp.ClientTimeout, got {timeout!r}",
+                f"timeout must be seconds greater than zero or an aiohttp.ClientTimeout, "
+                f"got {timeout!r}",
                 field="timeout",
             )
         if not isinstance(retry, RetryPolicy):
             raise ValidationError(
                 f"retry must be a RetryPolicy, got {type(retry).__name__}", field="retry"
+            )
+        if (
+            not isinstance(max_response_bytes, int)
+            or isinstance(max_response_bytes, bool)
+            or max_response_bytes < 1
+        ):
+            raise ValidationError(
+                "max_response_bytes must be a whole number of bytes greater than zero, "
+                f"got {max_response_bytes!r}",
+                field="max_response_bytes",
             )
         self.url = str(base).rstrip("/")
         self.retry = retry
@@ -194,57 +213,67 @@ class Session:
         }
         if auth_token:
             headers["Authorization"] = f"Bearer {auth_token}"
-        # Built once as aiohttp's own header type, so no request has to convert them.
-        self._headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(headers))
-        # What each request carries itself. An owned session holds the constant headers
-        # as its defaults (as a hand-written aiohttp loop would), so a request only adds
-        # Content-Type; a caller's session knows nothing of them, so every request
-        # carries them all.
-        self._get_headers: Mapping[str, str] | None = self._headers
-        self._request_timeout: aiohttp.ClientTimeout | None = self._timeout
-        self._post_headers: Mapping[str, str] = CIMultiDictProxy(
-            CIMultiDict({**headers, "Content-Type": "application/json"})
+        self.transport = Transport(
+            headers=headers,
+            timeout=attempt_timeout,
+            session=session,
+            max_connections=max_connections,
+            max_response_bytes=max_response_bytes,
+            secrets=(auth_token,) if auth_token else (),
+            max_retry_after=retry.max_retry_after,
         )
-        self._session = session
-        self._owns_session = session is None
-        self._max_connections = max_connections
-        self._closed = False
+        # Less than this left in the budget and an attempt is not sent (see the constant).
+        self._floor = min(MIN_ATTEMPT_SECONDS, retry.timeout / 10)
+        if attempt_timeout.total:
+            self._floor = min(self._floor, attempt_timeout.total / 10)
         self._rand = random.Random()
         # Injectable so tests can see each wait the policy asks for without sleeping.
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     @property
     def has_token(self) -> bool:
-        return "Authorization" in self._headers
+        return self.transport.has_token
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.transport.closed
 
-    def _client_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise ClientClosedError(
-                "this Client is closed; create a new one, or use it inside `async with Client(...)`"
-            )
-        if self._session is None:
-            # Created lazily, inside a running loop, as aiohttp wants.
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout
-            )
-            self._get_headers = None
-            self._post_headers = _CONTENT_TYPE_JSON
-            self._request_timeout = None
-        elif self._session.closed:
-            raise ClientClosedError("the aiohttp.ClientSession given to Client is closed")
-        return self._session
+    @property
+    def max_response_bytes(self) -> int:
+        return self.transport.max_response_bytes
 
     async def close(self) -> None:
         """Close the owned session (a caller's session is left open). Idempotent."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None and self._owns_session and not session.closed:
-            await session.close()
+        await self.transport.close()
+
+    # -- building a call ------------------------------------------------------------------
+
+    def build(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        losantdomain: str | None = None,
+        reader: Reader | None = None,
+    ) -> Request:
+        """The request every attempt of one call sends (encoded once)."""
+        transport = self.transport
+        if body is None:
+            data = None
+            headers = transport.get_headers
+        else:
+            data = _json.dumps(body)
+            headers = transport.body_headers
+        if losantdomain:
+            headers = {**(headers or {}), "losantdomain": losantdomain}
+        return Request(method, path, self.url + path, params, data, headers, reader)
+
+    def deadline(self, deadline: float | None = None) -> float:
+        """The call's deadline (event-loop time): now + ``RetryPolicy.timeout``, or sooner."""
+        limit = asyncio.get_running_loop().time() + self.retry.timeout
+        return limit if deadline is None else min(deadline, limit)
 
     async def request(
         self,
@@ -255,212 +284,30 @@ class Session:
         body: Any = None,
         losantdomain: str | None = None,
         gate: AttemptGate | None = None,
-        confirm: Confirm | None = None,
         deadline: float | None = None,
         reader: Reader | None = None,
         absent_ok: bool = False,
     ) -> Any:
-        """Send a request with retries and return the parsed JSON body of a 2xx answer.
+        """Send a request with retries; return the parsed JSON of its 2xx answer.
 
         ``reader`` replaces the JSON parsing of a 2xx body: it receives the body as byte
         chunks (capped at ``max_response_bytes``) and its return value is returned; a retried
-        attempt calls it again. ``absent_ok`` (DELETE) makes a 404 that answers an attempt
-        after an ambiguous one a success (``None``): the earlier attempt removed it.
-
-        ``confirm`` makes a non-idempotent request safe to retry after an ambiguous failure:
-        before resending, it is asked whether the first attempt took effect, and its answer
-        is returned if so. Without it, such a request is not retried after an ambiguous
-        failure.
+        attempt calls it again. ``absent_ok`` (DELETE) makes a 404 that answers a retry
+        after an attempt that may have been applied a success (``None``). A POST sent this
+        way is resent only after failures that prove it was not applied.
         """
-        session = self._client_session()
-        loop = asyncio.get_running_loop()
-        policy = self.retry
-        limit = loop.time() + policy.timeout
-        deadline = limit if deadline is None else min(deadline, limit)
-        url = self.url + path
-        data: bytes | None = None
-        headers: Mapping[str, str] | None
-        if body is None:
-            headers = self._get_headers
-        else:
-            headers = self._post_headers
-            data = _json.dumps(body)
-        if losantdomain:
-            headers = {**(headers or {}), "losantdomain": losantdomain}
-        idempotent = method in IDEMPOTENT_METHODS
-        # Set once an attempt may have been applied: from then on, look before resending.
-        ambiguous = False
-
-        async def attempt() -> Any:
-            nonlocal ambiguous
-            if ambiguous and confirm is not None:
-                found = await confirm(deadline)
-                if found is not None:
-                    return found
-            try:
-                return await self._send(
-                    session, method, url, path, params, data, headers, gate, deadline, reader
-                )
-            except NotFoundError:
-                if absent_ok and ambiguous:
-                    return None
-                raise
-            except BadRequestError:
-                # A 400 (e.g. "already a member") after an attempt that may have been
-                # applied: the earlier attempt may be why. Look before reporting failure.
-                if ambiguous and confirm is not None:
-                    found = await confirm(deadline)
-                    if found is not None:
-                        return found
-                raise
-            except LosantError as exc:
-                if exc.may_have_been_applied:
-                    ambiguous = True
-                raise
-
-        # Fast path: the first attempt runs directly. tenacity's machinery costs tens of
-        # microseconds per call, a large share of a loopback request, so it is only
-        # brought in once an attempt has failed in a way worth retrying.
-        try:
-            return await attempt()
-        except LosantError as exc:
-            first_failure = exc
-        try:
-            return await self._retry(
-                attempt,
-                first_failure,
-                method,
-                path,
-                idempotent,
-                confirm is not None,
-                gate,
-                deadline,
-            )
-        except LosantError as exc:
-            if not ambiguous or confirm is None or exc.fatal:
-                raise
-            # Giving up after an attempt that may have been applied (the last one, or one
-            # before it): look once more, or a member that exists is reported as failed.
-            found = await _confirm_quietly(confirm, deadline)
-            if found is not None:
-                return found
-            if not exc.may_have_been_applied:
-                exc.message = f"{exc.message}; an earlier attempt may have been applied"
-            raise
-
-    async def _retry(
-        self,
-        attempt: Callable[[], Awaitable[Any]],
-        first_failure: LosantError,
-        method: str,
-        path: str,
-        idempotent: bool,
-        confirmable: bool,
-        gate: AttemptGate | None,
-        deadline: float,
-    ) -> Any:
-        """Retry after ``first_failure`` as the policy says, or re-raise it."""
-        policy = self.retry
-        loop = asyncio.get_running_loop()
-
-        def should_retry(exc: BaseException) -> bool:
-            if not isinstance(exc, LosantError):
-                return False
-            if isinstance(exc, TransportError):
-                if not exc.retryable:
-                    return False
-                return idempotent or not exc.sent or confirmable
-            if exc.status is None or exc.status not in policy.retry_statuses:
-                return False
-            if isinstance(exc, RateLimitError) and (exc.retry_after or 0) > policy.max_retry_after:
-                return False
-            return idempotent or exc.status in NOT_APPLIED_STATUSES or confirmable
-
-        def wait(rs: RetryCallState) -> float:
-            exc = rs.outcome.exception() if rs.outcome else None
-            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-                return 0.0 if gate is not None else exc.retry_after
-            return policy.backoff(rs.attempt_number, self._rand.random())
-
-        def log_retry(rs: RetryCallState) -> None:
-            exc = rs.outcome.exception() if rs.outcome else None
-            logger.info(
-                "%s %s: attempt %d of %d failed (%s: %s); retrying in %.2f s",
-                method,
-                path,
-                rs.attempt_number,
-                policy.attempts,
-                type(exc).__name__,
-                getattr(exc, "message", exc),
-                rs.upcoming_sleep,
-            )
-
-        if policy.attempts == 1 or not should_retry(first_failure):
-            raise first_failure
-
-        replayed = False
-
-        async def retry_attempt() -> Any:
-            # tenacity sees the first failure as its attempt 1, so waits, stops and logs
-            # are decided in one place for every attempt.
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                raise first_failure
-            return await attempt()
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts) | _StopAtDeadline(loop, deadline),
-            wait=wait,
-            retry=retry_if_exception(should_retry),
-            before_sleep=log_retry,
-            reraise=True,
-            sleep=self.sleep,
+        req = self.build(
+            method, path, params=params, body=body, losantdomain=losantdomain, reader=reader
         )
-        try:
-            return await retrying(retry_attempt)
-        except LosantError as exc:
-            tries = retrying.statistics.get("attempt_number", 1)
-            if tries > 1 and exc.attempts is None:
-                # (An error of the confirming lookup has already said how often it tried.)
-                exc.attempts = tries
-                exc.message = f"{exc.message} (gave up after {tries} attempts)"
-            raise
+        return await self.retrying(req, gate, self.deadline(deadline), absent_ok=absent_ok)
 
-    def _check_open(self, session: aiohttp.ClientSession, method: str, path: str) -> None:
-        if self._closed or session.closed:
-            # Closed while this call was running (between its attempts, its lookups, or
-            # while it waited at the gate): aiohttp would raise a bare RuntimeError.
-            raise ClientClosedError(
-                "the client was closed while this call was running; nothing more was sent",
-                method=method,
-                path=path,
-            )
+    # -- one attempt ----------------------------------------------------------------------
 
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        data: bytes | None,
-        headers: Mapping[str, str] | None,
-        gate: AttemptGate | None,
-        deadline: float,
-        reader: Reader | None = None,
-    ) -> Any:
-        """One attempt. Every aiohttp/asyncio failure is translated here, and only here."""
-        self._check_open(session, method, path)
+    async def send(self, req: Request, gate: AttemptGate | None, deadline: float) -> Any:
+        """One attempt: wait for the gate, check the budget, send, tell the gate."""
         loop = asyncio.get_running_loop()
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TransportError(
-                f"no time left for another attempt (RetryPolicy.timeout={self.retry.timeout:g}s)",
-                sent=False,
-                method=method,
-                path=path,
-            )
+        transport = self.transport
+        session = transport.session(loop)
         if gate is not None:
             # The gate may hold the attempt (a shared 429 pause, a request rate): that
             # wait counts against the call's total time like any other.
@@ -471,190 +318,189 @@ class Session:
                     f"not sent: RetryPolicy.timeout={self.retry.timeout:g}s ran out while "
                     "waiting for its turn (a rate-limit pause, or the import's max rate)",
                     sent=False,
-                    method=method,
-                    path=path,
+                    retryable=False,
+                    method=req.method,
+                    path=req.path,
                 ) from None
-            remaining = max(deadline - loop.time(), 0.001)
-        timeout = self._timeout
-        # An owned session has the attempt timeout as its default: pass one only when the
-        # call's deadline is nearer than that.
-        per_request = self._request_timeout
-        if timeout.total is None or timeout.total > remaining:
-            timeout = per_request = attrs.evolve(timeout, total=remaining)
         status: int | None = None
         retry_after: float | None = None
-        unchained: TransportError | None = None
+        started = loop.time()
         try:
-            self._check_open(session, method, path)  # again: the gate may have waited
-            try:
-                # Redirects are never followed: aiohttp would resend a POST as a GET and
-                # send the request (even the body) to whatever origin the server names.
-                if per_request is None:
-                    request = session.request(
-                        method,
-                        url,
-                        params=params,
-                        data=data,
-                        headers=headers,
-                        allow_redirects=False,
-                    )
-                else:
-                    request = session.request(
-                        method,
-                        url,
-                        params=params,
-                        data=data,
-                        headers=headers,
-                        timeout=per_request,
-                        allow_redirects=False,
-                    )
-                async with request as resp:
-                    status = resp.status
-                    resp_headers = resp.headers
-                    if reader is not None and 200 <= status < 300:
-                        return await reader(self._chunks(resp, method, path))
-                    raw = await self._read(resp, method, path)
-            except _NOT_SENT_ERRORS as exc:
+            remaining = deadline - started
+            if remaining < self._floor:
                 raise TransportError(
-                    f"could not connect: {exc}",
+                    f"not sent: {max(remaining, 0) * 1000:.0f} ms left of "
+                    f"RetryPolicy.timeout={self.retry.timeout:g}s, too little for an attempt",
                     sent=False,
-                    retryable=not isinstance(exc, _NO_RETRY_CONNECT_ERRORS),
-                    method=method,
-                    path=path,
-                ) from exc
-            except TimeoutError as exc:
-                raise TransportError(
-                    f"timed out after {timeout.total or 0:.3g} s waiting for the server "
-                    "(the request may have been applied)",
-                    method=method,
-                    path=path,
-                ) from exc
-            except aiohttp.ClientResponseError as exc:
-                # Its request_info holds the request's headers, the token among them: keep
-                # its text only, and raise outside this block so it is not even __context__.
-                unchained = TransportError(
-                    f"failed after sending ({type(exc).__name__}: {exc}); "
-                    "the request may have been applied",
-                    method=method,
-                    path=path,
+                    retryable=False,
+                    method=req.method,
+                    path=req.path,
                 )
-            except aiohttp.ClientError as exc:
-                raise TransportError(
-                    f"connection failed after sending ({type(exc).__name__}: {exc}); "
-                    "the request may have been applied",
-                    method=method,
-                    path=path,
-                ) from exc
-            if unchained is not None:
-                raise unchained
-            assert status is not None  # every other way out of the request raised
-            if status == 429:
-                retry_after = parse_retry_after(resp_headers)
+            if gate is not None:
+                session = transport.session(loop)  # again: close() may have run at the gate
+            timeout = transport.request_timeout
+            total = transport.timeout.total
+            if total is None or total > remaining:
+                timeout = attrs.evolve(transport.timeout, total=remaining)
+            result = await transport.send(session, req, timeout)
+            status = 200
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_attempt(req, status, loop.time() - started)
+            return result
+        except LosantError as exc:
+            status = exc.status
+            if isinstance(exc, RateLimitError):
+                retry_after = exc.retry_after
+            if logger.isEnabledFor(logging.DEBUG):
+                _log_attempt(req, status or type(exc).__name__, loop.time() - started)
+            raise
         finally:
             if gate is not None:
-                gate.release(method, status, retry_after)
+                gate.release(req.method, status, retry_after)
 
-        if 200 <= status < 300:
-            try:
-                return _json.loads(raw)
-            except (ValueError, RecursionError) as exc:
-                raise ProtocolError(
-                    f"{status}: the server's answer is not JSON ({_decode_problem(exc)}): "
-                    f"{raw[:200]!r}",
-                    status=status,
-                    method=method,
-                    path=path,
-                ) from None
-        if 300 <= status < 400:
-            raise _redirect_error(status, resp_headers, method, path)
-        parsed: Any = None
-        if raw:
-            try:
-                parsed = _json.loads(raw)
-            except (ValueError, RecursionError):
-                parsed = None  # an error page in HTML: the status says enough
-        raise error_for_status(
-            status,
-            parsed,
-            method=method,
-            path=path,
-            retry_after=retry_after,
-            max_retry_after=self.retry.max_retry_after,
+    # -- the retry loop -------------------------------------------------------------------
+
+    def should_retry(self, exc: BaseException, method: str, confirmable: bool) -> bool:
+        """Whether another attempt is worth making after ``exc``.
+
+        Read from the error (``retryable``, ``may_have_been_applied``) and the policy's
+        ``retry_statuses``; a POST is resent after an answer that may have been applied
+        only when the caller confirms first (``confirmable``).
+        """
+        if not isinstance(exc, LosantError) or not exc.retryable:
+            return False
+        if exc.status is not None and exc.status not in self.retry.retry_statuses:
+            return False
+        return method in IDEMPOTENT_METHODS or confirmable or not exc.may_have_been_applied
+
+    def wait_for(self, exc: BaseException | None, failed_attempt: int, gated: bool) -> float:
+        """Seconds to wait after attempt ``failed_attempt`` (1 = the first) failed with ``exc``."""
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            # With a gate, its next acquire() waits out the pause, for every worker together.
+            return 0.0 if gated else exc.retry_after
+        return self.retry.backoff(failed_attempt, self._rand.random())
+
+    async def retrying(
+        self,
+        req: Request,
+        gate: AttemptGate | None,
+        deadline: float,
+        *,
+        safe: Attempt | None = None,
+        absent_ok: bool = False,
+    ) -> Any:
+        """Run a call's attempts as :class:`RetryPolicy` says; return the first success.
+
+        The first attempt runs directly: tenacity's machinery costs tens of microseconds a
+        call, a large share of a loopback request, so it is entered only after a first
+        failure worth retrying (and then for the rest of the call, in plain sight). ``safe``
+        replaces the plain attempt (the POST rule: it confirms before resending).
+        """
+        try:
+            if safe is not None:
+                return await safe.attempt(deadline)
+            return await self.send(req, gate, deadline)
+        except LosantError as exc:
+            first = exc
+        if self.retry.attempts == 1 or not self.should_retry(first, req.method, safe is not None):
+            raise first
+        return await self._retry(req, gate, deadline, safe, first, absent_ok)
+
+    async def _retry(
+        self,
+        req: Request,
+        gate: AttemptGate | None,
+        deadline: float,
+        safe: Attempt | None,
+        first: LosantError,
+        absent_ok: bool,
+    ) -> Any:
+        """Attempts 2..N after ``first`` failed: tenacity drives waits, stops and logs."""
+        policy = self.retry
+        loop = asyncio.get_running_loop()
+        method, path = req.method, req.path
+        confirmable = safe is not None
+        applied = first.may_have_been_applied
+        wait = self.wait_for(first, 1, gate is not None)
+        if not self._worth_waiting(first, wait, deadline, loop):
+            raise first
+        self._log_retry(method, path, 1, first, wait)
+        await self.sleep(wait)
+
+        def retry(exc: BaseException) -> bool:
+            return self.should_retry(exc, method, confirmable) and self._worth_waiting(
+                exc, 0.0, deadline, loop
+            )
+
+        def wait_next(rs: RetryCallState) -> float:
+            exc = rs.outcome.exception() if rs.outcome else None
+            return self.wait_for(exc, rs.attempt_number + 1, gate is not None)
+
+        def before_sleep(rs: RetryCallState) -> None:
+            nonlocal applied
+            exc = rs.outcome.exception() if rs.outcome else None
+            applied = applied or (isinstance(exc, LosantError) and exc.may_have_been_applied)
+            self._log_retry(method, path, rs.attempt_number + 1, exc, rs.upcoming_sleep)
+
+        retrying = AsyncRetrying(
+            stop=stop_any(
+                stop_after_attempt(policy.attempts - 1),
+                stop_before_delay(max(deadline - loop.time(), 0.0)),
+            ),
+            wait=wait_next,
+            retry=retry_if_exception(retry),
+            before_sleep=before_sleep,
+            reraise=True,
+            sleep=self.sleep,
+        )
+        attempt = safe.attempt if safe is not None else None
+        try:
+            async for state in retrying:
+                with state:
+                    if attempt is not None:
+                        return await attempt(deadline)
+                    return await self.send(req, gate, deadline)
+        except NotFoundError:
+            # DELETE: an earlier attempt that may have been applied removed the member.
+            if absent_ok and applied:
+                return None
+            raise
+        except LosantError as exc:
+            tries = 1 + retrying.statistics.get("attempt_number", 1)
+            if exc.attempts is not None:
+                raise  # the confirming lookup's own error has said how often it tried
+            raise exc.evolve(
+                message=f"{exc.message} (gave up after {tries} attempts)",
+                attempts=tries,
+                earlier_attempt_applied=applied and not exc.may_have_been_applied,
+            ) from exc.__cause__
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _worth_waiting(
+        self, exc: BaseException, wait: float, deadline: float, loop: asyncio.AbstractEventLoop
+    ) -> bool:
+        # A Retry-After that ends past the deadline is not started, even when a gate (not
+        # this loop) would do the waiting: the call could only fail at the end of it.
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        return loop.time() + wait < deadline
+
+    def _log_retry(
+        self, method: str, path: str, failed: int, exc: BaseException | None, wait: float
+    ) -> None:
+        logger.info(
+            "%s %s: attempt %d of %d failed (%s: %s); retrying in %.2f s",
+            method,
+            path,
+            failed,
+            self.retry.attempts,
+            type(exc).__name__,
+            getattr(exc, "message", exc),
+            wait,
         )
 
-    def _too_large(self, method: str, path: str, status: int) -> ProtocolError:
-        return ProtocolError(
-            f"{status}: the server's answer exceeds max_response_bytes="
-            f"{self.max_response_bytes} bytes; stopped reading (raise Client(max_response_bytes=...) "
-            "if such an answer is expected)",
-            status=status,
-            method=method,
-            path=path,
-        )
 
-    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
-        """The whole body, read in chunks as they arrive (decompressed), up to the cap."""
-        cap = self.max_response_bytes
-        length = resp.content_length
-        if length is not None and length > cap and "Content-Encoding" not in resp.headers:
-            raise self._too_large(method, path, resp.status)
-        content = resp.content
-        first = await content.readany()
-        if not first:
-            return first
-        chunks = [first]
-        size = len(first)
-        while chunk := await content.readany():
-            size += len(chunk)
-            if size > cap:
-                raise self._too_large(method, path, resp.status)
-            chunks.append(chunk)
-        if size > cap:
-            raise self._too_large(method, path, resp.status)
-        return first if len(chunks) == 1 else b"".join(chunks)
-
-    async def _chunks(
-        self, resp: aiohttp.ClientResponse, method: str, path: str
-    ) -> AsyncIterator[bytes]:
-        """The body as decompressed chunks as they arrive, up to the cap (for streaming)."""
-        cap = self.max_response_bytes
-        size = 0
-        content = resp.content
-        while chunk := await content.readany():
-            size += len(chunk)
-            if size > cap:
-                raise self._too_large(method, path, resp.status)
-            yield chunk
-
-
-def _decode_problem(exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-
-
-def _redirect_error(
-    status: int, headers: Mapping[str, str], method: str, path: str
-) -> RedirectError:
-    location = headers.get("Location")
-    try:
-        host = URL(location).host if location else None
-    except ValueError:
-        host = None
-    where = f" to {host}" if host else (" to another path" if location else "")
-    return RedirectError(
-        f"{status}: the server redirected the request{where}; redirects are not followed "
-        "(check the API URL: it must be the API's own address)",
-        status=status,
-        method=method,
-        path=path,
-        location=location,
-    )
-
-
-async def _confirm_quietly(confirm: Confirm, deadline: float) -> Any:
-    """The confirming lookup's answer, or None when the lookup itself fails."""
-    try:
-        return await confirm(deadline)
-    except LosantError:
-        return None
+def _log_attempt(req: Request, outcome: int | str, seconds: float) -> None:
+    """One DEBUG line per attempt: method, path and query, status (or error), time."""
+    target = str(URL(req.path).with_query(req.params)) if req.params else req.path
+    logger.debug("%s %s %s %d ms", req.method, target, outcome, round(seconds * 1000))

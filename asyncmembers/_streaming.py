@@ -10,7 +10,7 @@ over the brackets only).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Final
 
 import ijson  # type: ignore[import-untyped]
@@ -73,11 +73,14 @@ class DepthGuard:
         self.escape = run % 2 == 1
 
 
-async def iter_members(chunks: AsyncIterator[bytes], path: str) -> AsyncGenerator[dict[str, Any]]:
+async def iter_members(
+    chunks: AsyncIterator[bytes], path: str, scrub: Callable[[bytes], bytes]
+) -> AsyncGenerator[dict[str, Any]]:
     """The object ``items`` of an Instance Members body, parsed as the chunks arrive.
 
     Raises :class:`ProtocolError` for a body that is not JSON, not an object with
-    ``items``, or nested deeper than :data:`MAX_DEPTH`.
+    ``items``, or nested deeper than :data:`MAX_DEPTH`. ``scrub`` masks secrets in any
+    server text quoted in an error.
     """
     found: list[Any] = ijson.sendable_list()
     parser = ijson.items_coro(found, "items.item")
@@ -91,7 +94,7 @@ async def iter_members(chunks: AsyncIterator[bytes], path: str) -> AsyncGenerato
                 if head:
                     started = True
                     if not head.startswith(b"{"):
-                        raise _not_members(path, head[:80])
+                        raise _not_members(path, scrub(head[:80]))
             if not saw_items:
                 window = tail + chunk
                 saw_items = b'"items"' in window
@@ -105,8 +108,10 @@ async def iter_members(chunks: AsyncIterator[bytes], path: str) -> AsyncGenerato
                 del found[:]
         parser.close()
     except (ijson.JSONError, ValueError) as exc:
+        # yajl quotes the offending text on the lines after the first: keep the first.
+        problem = scrub(str(exc).encode(errors="replace")).decode(errors="replace")
         raise ProtocolError(
-            f"the server's answer is not JSON ({str(exc)[:120]})",
+            f"the server's answer is not JSON ({problem.splitlines()[0][:120] if problem else 'invalid'})",
             status=200,
             method="GET",
             path=path,

@@ -72,6 +72,9 @@ class LosantError(Exception):
     result: Any = None
     #: How many attempts the call made before giving up, when it retried (else None).
     attempts: int | None = None
+    #: True when an earlier attempt of the same call may have been applied, although the
+    #: answer this error stands for proves nothing was (e.g. a 429 after a 503).
+    earlier_attempt_applied: bool = False
 
     def __init__(
         self,
@@ -107,8 +110,13 @@ class LosantError(Exception):
 
         Only an answer that proves the server did not act (a 4xx other than 408, a 429, a
         refused connection) makes this False for a request that changes something; a GET
-        changes nothing, so it is always False for one.
+        changes nothing, so it is always False for one. It is also True when an earlier
+        attempt of the same call may have been applied (``earlier_attempt_applied``).
         """
+        return self.earlier_attempt_applied or self._applied()
+
+    def _applied(self) -> bool:
+        """Whether the answer this error stands for leaves the request possibly applied."""
         if self.method is None or self.method in ("GET", "HEAD", "OPTIONS"):
             return False
         status = self.status
@@ -139,12 +147,12 @@ class LosantError(Exception):
         return clone
 
     def evolve(self, **changes: Any) -> Self:
-        """A copy of this error with some attributes replaced (``message``, ``attempts``...),
-        caused by this one: errors are never changed after they are raised."""
+        """A copy of this error with some attributes replaced (``message``, ``attempts``...)
+        and the same cause: errors are never changed after they are raised."""
         state = self.__dict__.copy()
         state.update(changes)
         clone = _rebuild(type(self), state)
-        clone.__cause__ = self.__cause__ if self.__cause__ is not None else self
+        clone.__cause__ = self.__cause__
         return clone
 
     def __str__(self) -> str:
@@ -203,8 +211,7 @@ class ClientClosedError(LosantError):
     def fatal(self) -> bool:
         return True
 
-    @property
-    def may_have_been_applied(self) -> bool:
+    def _applied(self) -> bool:
         return self.in_flight and self.method not in (None, "GET")
 
     @property
@@ -273,8 +280,7 @@ class RateLimitError(LosantError):
     def fatal(self) -> bool:
         return self.quota_exhausted
 
-    @property
-    def may_have_been_applied(self) -> bool:
+    def _applied(self) -> bool:
         return False  # rate limiting rejects a request before acting on it
 
     @property
@@ -334,8 +340,7 @@ class TransportError(LosantError):
     def retryable(self) -> bool:
         return self._retryable
 
-    @property
-    def may_have_been_applied(self) -> bool:
+    def _applied(self) -> bool:
         return self.sent and self.method not in (None, "GET", "HEAD", "OPTIONS")
 
     @property

@@ -20,7 +20,7 @@ import cattrs
 from . import _schema
 from ._session import AttemptGate, Session
 from ._streaming import iter_members
-from .errors import NotFoundError, ProtocolError, ValidationError
+from .errors import BadRequestError, LosantError, NotFoundError, ProtocolError, ValidationError
 from .models import (
     InstanceMember,
     InstanceMemberPatch,
@@ -155,48 +155,10 @@ class InstanceMembersResource:
     ) -> dict[str, Any]:
         """Add a member and return the answer in wire form, verified to be that member.
 
-        The POST safety rule lives here: after an answer that may have been applied, the
-        member is looked up before anything is resent; a 200 whose body is not the member
-        sent (email case-insensitively, or userId) is confirmed by lookup too, and fails
-        with :class:`ProtocolError` if the member is not there.
+        The POST is sent under the confirm-before-resend rule (:class:`_SafePost`). A user
+        who was a member before raises ``BadRequestError`` with ``already_member`` True.
         """
-        email, user_id = post.email, post.user_id
-
-        async def confirm(deadline: float) -> Any:
-            return await self.find_raw(
-                path,
-                email=email,
-                user_id=user_id,
-                losantdomain=losantdomain,
-                gate=gate,
-                deadline=deadline,
-            )
-
-        data = await self._session.request(
-            "POST",
-            path,
-            body=post.to_wire(),
-            losantdomain=losantdomain,
-            gate=gate,
-            confirm=confirm,
-        )
-        if is_member(data, email, user_id):
-            return data  # type: ignore[no-any-return]
-        # A success that is not the member sent (a list, a redirect target's page, another
-        # user): believe only what a lookup shows.
-        found = await self.find_raw(
-            path, email=email, user_id=user_id, losantdomain=losantdomain, gate=gate
-        )
-        if found is not None:
-            return found
-        raise ProtocolError(
-            "200: the server answered the POST with something other than the member sent "
-            f"({_show(data)}), and a lookup does not find the member; it was not added",
-            status=200,
-            data=data,
-            method="POST",
-            path=path,
-        )
+        return await _SafePost(self, path, post, losantdomain, gate).run()
 
     async def list_raw(
         self, path: str, *, losantdomain: str | None = None, gate: AttemptGate | None = None
@@ -227,7 +189,7 @@ class InstanceMembersResource:
         """
 
         async def read(chunks: AsyncIterator[bytes]) -> T:
-            items = iter_members(chunks, path)
+            items = iter_members(chunks, path, self._session.transport.scrub)
             try:
                 return await consume(items)
             finally:
@@ -288,6 +250,125 @@ class InstanceMembersResource:
 
         return await self.scan_raw(
             path, first_match, losantdomain=losantdomain, gate=gate, deadline=deadline
+        )
+
+
+class _SafePost:
+    """The POST safety rule, in one place: a member is never added twice, and never
+    counted added unless the server shows it.
+
+    - A failure that proves nothing was applied (a 429, a 4xx other than 408, a refused
+      connection) lets the POST be resent as it is.
+    - After a failure that may have been applied (any 5xx, 408, a cut, a timeout), the
+      member is looked up before anything is resent; if it is there, that is the answer.
+    - A 400 "already a member" after such a failure is the earlier attempt's success.
+    - A 200 whose body is not the member sent is believed only if a lookup shows it.
+    - Giving up after a failure that may have been applied, the member is looked up once
+      more; the error raised is the POST's (never the lookup's), and says it may have been
+      applied.
+    """
+
+    __slots__ = ("ambiguous", "email", "gate", "losantdomain", "path", "req", "resource", "user_id")
+
+    def __init__(
+        self,
+        resource: InstanceMembersResource,
+        path: str,
+        post: InstanceMemberPost,
+        losantdomain: str | None,
+        gate: AttemptGate | None,
+    ) -> None:
+        self.resource = resource
+        self.path = path
+        self.email = post.email
+        self.user_id = post.user_id
+        self.losantdomain = losantdomain
+        self.gate = gate
+        self.req = resource._session.build(
+            "POST", path, body=post.to_wire(), losantdomain=losantdomain
+        )
+        #: The first failure that may have been applied, once there is one.
+        self.ambiguous: LosantError | None = None
+
+    async def run(self) -> dict[str, Any]:
+        session = self.resource._session
+        deadline = session.deadline()
+        try:
+            data = await session.retrying(self.req, self.gate, deadline, safe=self)
+        except LosantError as exc:
+            if self.ambiguous is None or exc.fatal:
+                raise
+            found = await self._lookup_quietly(deadline)
+            if found is not None:
+                return found
+            raise self._gave_up(exc) from exc
+        if is_member(data, self.email, self.user_id):
+            return data  # type: ignore[no-any-return]
+        # A success that is not the member sent (a list, another user, a proxy's page).
+        found = await self._lookup_quietly(deadline)
+        if found is not None:
+            return found
+        raise ProtocolError(
+            "200: the server answered the POST with something other than the member sent "
+            f"({_show(data)}), and a lookup does not find the member; it was not added",
+            status=200,
+            data=data,
+            method="POST",
+            path=self.path,
+        )
+
+    async def attempt(self, deadline: float) -> Any:
+        """One attempt of the POST, confirming first when an earlier one may have applied."""
+        if self.ambiguous is not None:
+            found = await self._lookup(deadline)
+            if found is not None:
+                return found
+        try:
+            return await self.resource._session.send(self.req, self.gate, deadline)
+        except BadRequestError:
+            # "Already a member" after an attempt that may have been applied: the earlier
+            # attempt may be why. Look before reporting failure.
+            if self.ambiguous is not None:
+                found = await self._lookup(deadline)
+                if found is not None:
+                    return found
+            raise
+        except LosantError as exc:
+            if self.ambiguous is None and exc.may_have_been_applied:
+                self.ambiguous = exc
+            raise
+
+    async def _lookup(self, deadline: float) -> dict[str, Any] | None:
+        return await self.resource.find_raw(
+            self.path,
+            email=self.email,
+            user_id=self.user_id,
+            losantdomain=self.losantdomain,
+            gate=self.gate,
+            deadline=deadline,
+        )
+
+    async def _lookup_quietly(self, deadline: float) -> dict[str, Any] | None:
+        try:
+            return await self._lookup(deadline)
+        except LosantError:
+            return None
+
+    def _gave_up(self, exc: LosantError) -> LosantError:
+        """The error to raise when the POST is given up after an ambiguous attempt."""
+        ambiguous = self.ambiguous
+        assert ambiguous is not None
+        if exc.method != "POST":
+            # The confirming lookup failed last: report the POST, which is what failed.
+            return ambiguous.evolve(
+                message=f"{ambiguous.message}; the lookup to confirm it failed too ({exc.message})",
+                attempts=exc.attempts,
+            )
+        if exc.may_have_been_applied:
+            return exc
+        return exc.evolve(
+            message=f"{exc.message}; an earlier attempt may have been applied",
+            earlier_attempt_applied=True,
         )
 
 

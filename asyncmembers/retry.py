@@ -53,8 +53,8 @@ class RetryPolicy:
 
     Connection failures, timeouts and the statuses in ``retry_statuses`` are retried. A POST
     is resent freely only when the server provably did not apply it (connection refused,
-    429); after any 5xx, a cut or a timeout the client first asks the server whether the
-    member now exists. ``RetryPolicy(attempts=1)`` disables retries.
+    429: see ``LosantError.may_have_been_applied``); after any 5xx, a cut or a timeout the
+    client first asks the server whether the member now exists. ``RetryPolicy(attempts=1)`` disables retries.
     """
 
     attempts: int = attrs.field(default=5, validator=_attempts)
@@ -75,11 +75,6 @@ class RetryPolicy:
         """The wait before retry ``retry_number`` (1 for the first retry); ``rand`` in [0, 1)."""
         ceiling = min(self.wait_max, math.ldexp(self.wait_initial, retry_number - 1))
         return ceiling * rand if self.jitter else ceiling
-
-
-#: Statuses after which the server provably did not apply a request: rate limiting
-#: rejects before acting. (A 503 may come from a proxy after the backend committed.)
-NOT_APPLIED_STATUSES = frozenset({429})
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 
+from ._load import LoadMeter
 from ._procs import stop_all
 from ._report import (
     Section,
@@ -27,9 +28,11 @@ Benchmarks of asyncmembers against baselines measured in the same run: raw aioht
 the official losant-rest client, a naive retrying client, bare asyncio loops. The embedded
 server and every client under test run in their own processes, on loopback only.
 
-Modes: full (default, about ten minutes; writes benchmarks/RESULTS.md and
-benchmarks/throughput.png), --quick (under two minutes; writes into benchmarks/out/),
---smoke (tiny sizes, seconds; writes nothing: it only checks that everything runs).
+Modes: full (default, about ten minutes on a quiet machine; writes benchmarks/RESULTS.md
+and benchmarks/throughput.png), --quick (a few minutes; writes into benchmarks/out/; the
+client-overhead pairs continue until they resolve a 10% difference, within a budget, and
+say whether they did), --smoke (tiny sizes; writes nothing: it only checks that
+everything runs).
 """
 
 
@@ -40,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="smaller sizes, under two minutes")
+    mode.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
     mode.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     ap.add_argument(
         "--only",
@@ -75,27 +78,35 @@ def main(argv: list[str] | None = None) -> int:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown:
-            print(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}",
-                  file=sys.stderr)
+            print(
+                f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}",
+                file=sys.stderr,
+            )
             return 2
     command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
     info = machine_info()
-    print(f"asyncmembers benchmarks: {mode} mode; {info['platform']}, {info['cpus']} CPUs, "
-          f"Python {info['python']}, aiohttp {info['aiohttp']}", flush=True)
+    print(
+        f"asyncmembers benchmarks: {mode} mode; {info['platform']}, {info['cpus']} CPUs, "
+        f"Python {info['python']}, aiohttp {info['aiohttp']}",
+        flush=True,
+    )
 
     started = time.monotonic()
+    whole = LoadMeter()
     sections: list[Section] = []
     prof_lines: list[str] = []
     try:
         for name in names:
             t0 = time.monotonic()
             print(f"-- {name} ...", flush=True)
+            meter = LoadMeter()
             try:
                 section = SCENARIOS[name](cfg)
             except Exception as exc:
                 traceback.print_exc()
                 section = Section(name, name, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
             section.seconds = time.monotonic() - t0
+            section.load = meter.stop().text()
             sections.append(section)
             print(render_section(section), flush=True)
         if cfg.profile:
@@ -117,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
 
     elapsed = time.monotonic() - started
+    whole_load = whole.stop().text()
     print(render_summary(sections))
+    print(f"\nwhole run: {whole_load}")
     print(f"\n{mode} run took {elapsed:.0f} s", flush=True)
 
     if cfg.out_dir:
@@ -126,12 +139,26 @@ def main(argv: list[str] | None = None) -> int:
         official = next((s for s in sections if s.key == "official" and s.data), None)
         if official is not None:
             plot_name = "throughput.png"
-            plot_throughput(official.data["curves"], official.data["latency"],
-                            os.path.join(cfg.out_dir, plot_name))
+            plot_throughput(
+                official.data["curves"],
+                official.data["latency"],
+                os.path.join(cfg.out_dir, plot_name),
+            )
         results = os.path.join(cfg.out_dir, "RESULTS.md")
         with open(results, "w", encoding="utf-8") as f:
-            f.write(render_markdown(sections, command=command, mode=mode, elapsed=elapsed,
-                                    profiles=prof_lines, plot_name=plot_name))
-        print(f"wrote {results}" + (f" and {os.path.join(cfg.out_dir, plot_name)}"
-                                    if plot_name else ""))
+            f.write(
+                render_markdown(
+                    sections,
+                    command=command,
+                    mode=mode,
+                    elapsed=elapsed,
+                    profiles=prof_lines,
+                    plot_name=plot_name,
+                    load=whole_load,
+                )
+            )
+        print(
+            f"wrote {results}"
+            + (f" and {os.path.join(cfg.out_dir, plot_name)}" if plot_name else "")
+        )
     return 1 if any(s.error for s in sections) else 0

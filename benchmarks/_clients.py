@@ -18,6 +18,7 @@ import gc
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -32,6 +33,57 @@ __all__ = ["RUNNERS", "member_rows"]
 
 ACCEPT_VERSION = "^1.29.3"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+#: Modules that must not be loaded before a cold job's timed region starts.
+COLD_MODULES = ("aiohttp", "asyncmembers", "uvloop", "orjson", "yarl", "multidict")
+
+
+def _client_headers() -> dict[str, str]:
+    """The headers asyncmembers sends, so the raw loops put the same bytes on the wire."""
+    return {
+        "Accept": "application/json",
+        "Accept-Version": ACCEPT_VERSION,
+        "User-Agent": f"asyncmembers/{_package_version()} (+aiohttp)",
+        "Authorization": f"Bearer {TOKEN}",
+    }
+
+
+def _package_version() -> str:
+    # Read from the source, not imported: a raw job must not load asyncmembers.
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("asyncmembers")
+    assert spec is not None and spec.submodule_search_locations
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "_version.py")
+    with open(path, encoding="utf-8") as f:
+        found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", f.read())
+    return found.group(1) if found else "0"
+
+
+def loop_runner(loop: str) -> Callable[[Any], Any]:
+    """``run(coro)`` on the named loop: ``asyncio``, ``uvloop``, or ``cli`` (what the
+    asyncmembers command uses: ``asyncmembers._runtime.run``, uvloop when installed)."""
+    if loop == "asyncio":
+        return asyncio.run
+    if loop == "uvloop":
+        import uvloop
+
+        def run(coro: Any) -> Any:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(coro)
+
+        return run
+    if loop == "cli":
+        from asyncmembers._runtime import run as cli_run
+
+        return cli_run
+    raise ValueError(f"unknown loop {loop!r}")
+
+
+def _loop_kind() -> str:
+    return (
+        "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+    )
 
 
 def member_rows(tag: str, *, limit: int, deadline: float | None = None) -> Iterator[dict[str, str]]:
@@ -91,7 +143,9 @@ def _steady_rps(times: list[float], t0: float, p: dict[str, Any]) -> float | Non
     return sum(1 for t in times if a <= t < b) / (b - a)
 
 
-def _stalls(times: list[float], p: dict[str, Any], threshold: float = 0.3) -> dict[str, float] | None:
+def _stalls(
+    times: list[float], p: dict[str, Any], threshold: float = 0.3
+) -> dict[str, float] | None:
     """Gaps of at least ``threshold`` s between completions (pauses), if asked for."""
     if not p.get("timeline") or len(times) < 2:
         return None
@@ -154,7 +208,6 @@ async def _bulk_async(p: dict[str, Any]) -> dict[str, Any]:
 
 async def _raw_async(p: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
-    import attrs
 
     c = p["concurrency"]
     headers = {
@@ -163,12 +216,19 @@ async def _raw_async(p: dict[str, Any]) -> dict[str, Any]:
         "Content-Type": "application/json",
         "Accept-Version": ACCEPT_VERSION,
     }
-    client_headers = {**headers, "User-Agent": "asyncmembers/0.1 (+aiohttp)"}
+    like_client = bool(p.get("like_client"))
+    session_kwargs: dict[str, Any] = {"headers": headers}
+    if like_client:
+        from multidict import CIMultiDict, CIMultiDictProxy
+
+        session_kwargs = {
+            "headers": CIMultiDictProxy(CIMultiDict(_client_headers())),
+            "timeout": aiohttp.ClientTimeout(total=30.0),
+        }
+        content_type_json = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
     # The fixed set of workers bounds concurrency; the pool needs no limit of its own.
     connector = aiohttp.TCPConnector(limit=0)
-    session_headers = None if p.get("like_client") else headers
-    async with aiohttp.ClientSession(connector=connector, headers=session_headers) as session:
-
+    async with aiohttp.ClientSession(connector=connector, **session_kwargs) as session:
         times: list[float] = []
         record = bool(p.get("steady"))
 
@@ -185,16 +245,16 @@ async def _raw_async(p: dict[str, Any]) -> dict[str, Any]:
                         times.append(time.monotonic())
 
             async def worker_like_client() -> None:
-                # aiohttp called the way asyncmembers' session wrapper calls it: headers and
-                # a per-attempt timeout (the time left) on every request, headers read.
-                loop = asyncio.get_running_loop()
-                base_timeout = aiohttp.ClientTimeout(total=30.0)
-                deadline = loop.time() + 120.0
+                # aiohttp called the way asyncmembers' session wrapper calls it today: the
+                # constant headers and the attempt timeout live on the session; a POST
+                # adds only a prebuilt Content-Type; the body is read whole, then parsed.
                 for row in rows:
-                    timeout = attrs.evolve(base_timeout, total=deadline - loop.time())
                     async with session.request(
-                        "POST", url, params=None, data=_dumps(row).encode(),
-                        headers=client_headers, timeout=timeout,
+                        "POST",
+                        url,
+                        params=None,
+                        data=_dumps(row).encode(),
+                        headers=content_type_json,
                     ) as resp:
                         status = resp.status
                         raw = await resp.read()
@@ -428,7 +488,9 @@ async def _memory_async(p: dict[str, Any]) -> dict[str, Any]:
 # -- scheduling: the importer's machinery vs bare loops, all on the instant transport ------
 
 
-async def _pool_queue(rows: Iterator[dict[str, str]], c: int, work: Callable[[Any], Awaitable[Any]]) -> int:
+async def _pool_queue(
+    rows: Iterator[dict[str, str]], c: int, work: Callable[[Any], Awaitable[Any]]
+) -> int:
     """A bare pool of ``c`` workers fed from a bounded queue; counts failures."""
     queue: asyncio.Queue[dict[str, str] | None] = asyncio.Queue(maxsize=2 * c)
     failed = 0
@@ -451,7 +513,9 @@ async def _pool_queue(rows: Iterator[dict[str, str]], c: int, work: Callable[[An
     return failed
 
 
-async def _gather_sem(rows: Iterator[dict[str, str]], c: int, work: Callable[[Any], Awaitable[Any]]) -> int:
+async def _gather_sem(
+    rows: Iterator[dict[str, str]], c: int, work: Callable[[Any], Awaitable[Any]]
+) -> int:
     """One task per row, a semaphore of ``c``; counts failures."""
     sem = asyncio.Semaphore(c)
     failed = 0
@@ -468,7 +532,7 @@ async def _gather_sem(rows: Iterator[dict[str, str]], c: int, work: Callable[[An
     return failed
 
 
-SCHEDULING_VARIANTS = ("pool_raw", "pool_client", "gather_client", "bulk_import")
+SCHEDULING_VARIANTS = ("gather_raw", "pool_raw", "pool_client", "bulk_import")
 
 
 async def _scheduling_once(variant: str, n: int, c: int, tag: str) -> dict[str, Any]:
@@ -489,7 +553,9 @@ async def _scheduling_once(variant: str, n: int, c: int, tag: str) -> dict[str, 
         }
 
         async def raw_work(row: dict[str, str]) -> Any:
-            async with session.request("POST", url, data=_dumps(row).encode(), headers=raw_headers) as resp:
+            async with session.request(
+                "POST", url, data=_dumps(row).encode(), headers=raw_headers
+            ) as resp:
                 return json.loads(await resp.read())
 
         async def client_work(row: dict[str, str]) -> Any:
@@ -498,7 +564,9 @@ async def _scheduling_once(variant: str, n: int, c: int, tag: str) -> dict[str, 
         rows = member_rows(tag, limit=n)
         failed = 0
         with _Window() as w:
-            if variant == "pool_raw":
+            if variant == "gather_raw":
+                failed = await _gather_sem(rows, c, raw_work)
+            elif variant == "pool_raw":
                 failed = await _pool_queue(rows, c, raw_work)
             elif variant == "pool_client":
                 failed = await _pool_queue(rows, c, client_work)
@@ -515,14 +583,18 @@ async def _scheduling_once(variant: str, n: int, c: int, tag: str) -> dict[str, 
 def _scheduling(p: dict[str, Any]) -> dict[str, Any]:
     n, c = p["rows"], p["concurrency"]
     variants = list(p.get("variants", SCHEDULING_VARIANTS))
+    loops = list(p.get("loops", ("asyncio",)))
     # Warm every code path once (imports, cattrs' generated functions) before measuring.
-    for v in variants:
-        asyncio.run(_scheduling_once(v, min(n, 2000), c, f"warm-{v}"))
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for loop in loops:
+        for v in variants:
+            loop_runner(loop)(_scheduling_once(v, min(n, 2000), c, f"warm-{v}"))
+    runs: dict[str, list[dict[str, Any]]] = {f"{v}@{loop}": [] for loop in loops for v in variants}
     for rep in range(p["reps"]):
-        order = variants if rep % 2 == 0 else variants[::-1]
-        for v in order:
-            runs[v].append(asyncio.run(_scheduling_once(v, n, c, f"{v}-{rep}")))
+        for loop in loops if rep % 2 == 0 else loops[::-1]:
+            for v in variants if rep % 2 == 0 else variants[::-1]:
+                runs[f"{v}@{loop}"].append(
+                    loop_runner(loop)(_scheduling_once(v, n, c, f"{v}-{loop}-{rep}"))
+                )
     return {"runs": runs}
 
 
@@ -538,17 +610,228 @@ def _profile_instant(p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run(coro_fn: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _run(
+    coro_fn: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def runner(p: dict[str, Any]) -> dict[str, Any]:
-        return asyncio.run(coro_fn(p))
+        return loop_runner(p.get("loop", "asyncio"))(coro_fn(p))  # type: ignore[no-any-return]
 
     return runner
 
 
+# -- cold jobs: a fresh process adds N rows, the library's import included ------------------
+#
+# What a user runs: a new process imports its library, opens a session, sends N rows and
+# exits. The timed region starts before the import of the client's library (aiohttp for
+# the raw loops, asyncmembers, which imports aiohttp, for the others; uvloop and orjson
+# where used), so both sides pay for what they load; ``import_cpu`` splits it out. No
+# warm-up: first connections and lazily built caches are part of the job, for both.
+
+
+class _Job:
+    """Per-job bookkeeping shared by every cold client: statuses, completion times."""
+
+    def __init__(self, p: dict[str, Any]) -> None:
+        self.p = p
+        self.rows = member_rows(p["tag"], limit=p["rows"])
+        self.url = f"{p['url']}/instances/{p['instance']}/members"
+        self.statuses: Counter[int] = Counter()
+        self.times: list[float] = []
+        self.start = 0.0
+        self.failed = 0
+
+    def done(self, status: int) -> None:
+        self.statuses[status] += 1
+        self.times.append(time.monotonic())
+
+    def _steady(self) -> float | None:
+        """Completions per second from ``skip`` s in to one period before the last one,
+        over a whole number of periods (the server latency); None when too short."""
+        st = self.p.get("steady")
+        if not st or not self.times:
+            return None
+        a = self.start + st["skip"]
+        k = int((max(self.times) - st["period"] - a) / st["period"])
+        if k < 3:
+            return None
+        b = a + k * st["period"]
+        return sum(1 for t in self.times if a <= t < b) / (b - a)
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        end = time.monotonic()
+        first = min(self.times) if self.times else None
+        total = sum(self.statuses.values())
+        out = {
+            "job_start": self.start,
+            "job_wall": end - self.start,
+            "ttfc": None if first is None else first - self.start,
+            "steady_rps": self._steady(),
+            "rows": total + self.failed,
+            "ok": self.statuses[200],
+            "failed": total - self.statuses[200] + self.failed,
+            "requests": total,
+            "loop_used": _loop_kind(),
+        }
+        out.update(extra)
+        return out
+
+
+async def _job_raw_gather(p: dict[str, Any]) -> dict[str, Any]:
+    """What a user writes without a client: gather + a Semaphore, aiohttp's json helpers."""
+    import aiohttp
+
+    job = _Job(p)
+    job.start = time.monotonic()
+    c = p["concurrency"]
+    connector = aiohttp.TCPConnector(limit=max(100, c))
+    async with aiohttp.ClientSession(headers=_client_headers(), connector=connector) as session:
+        sem = asyncio.Semaphore(c)
+
+        async def one(row: dict[str, str]) -> None:
+            async with sem, session.post(job.url, json=row) as resp:
+                await resp.json()
+                job.done(resp.status)
+
+        await asyncio.gather(*(one(row) for row in job.rows))
+        return job.result()
+
+
+async def _job_raw_pool(p: dict[str, Any]) -> dict[str, Any]:
+    """The other loop a user writes: a fixed pool of workers over one shared iterator."""
+    import aiohttp
+
+    job = _Job(p)
+    job.start = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(headers=_client_headers(), connector=connector) as session:
+
+        async def worker() -> None:
+            for row in job.rows:
+                async with session.post(job.url, json=row) as resp:
+                    await resp.json()
+                    job.done(resp.status)
+
+        await asyncio.gather(*(worker() for _ in range(p["concurrency"])))
+        return job.result()
+
+
+async def _job_raw_like_client(p: dict[str, Any]) -> dict[str, Any]:
+    """aiohttp called exactly as asyncmembers' session calls it (headers and timeout on the
+    session, a prebuilt Content-Type per POST, body read whole then parsed), in a pool."""
+    import aiohttp
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    job = _Job(p)
+    job.start = time.monotonic()
+    content_type = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+    async with aiohttp.ClientSession(
+        headers=CIMultiDictProxy(CIMultiDict(_client_headers())),
+        timeout=aiohttp.ClientTimeout(total=30.0),
+        connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
+    ) as session:
+
+        async def worker() -> None:
+            for row in job.rows:
+                async with session.request(
+                    "POST", job.url, params=None, data=_dumps(row).encode(), headers=content_type
+                ) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    _ = resp.headers
+                json.loads(raw)
+                job.done(status)
+
+        await asyncio.gather(*(worker() for _ in range(p["concurrency"])))
+        return job.result()
+
+
+async def _job_client_pool(p: dict[str, Any]) -> dict[str, Any]:
+    """A fixed pool of workers calling client.instance_members.post: the client, no importer."""
+    from asyncmembers import Client, LosantError
+
+    job = _Job(p)
+    job.start = time.monotonic()
+    async with Client(auth_token=TOKEN, url=p["url"]) as client:
+
+        async def worker() -> None:
+            for row in job.rows:
+                try:
+                    await client.instance_members.post(instanceId=p["instance"], member=row)
+                except LosantError:
+                    job.failed += 1
+                else:
+                    job.done(200)
+
+        await asyncio.gather(*(worker() for _ in range(p["concurrency"])))
+        return job.result()
+
+
+async def _job_bulk(p: dict[str, Any]) -> dict[str, Any]:
+    """bulk_import as the command line runs it (on the loop it picks: see ``loop``)."""
+    from asyncmembers import Client, _json
+
+    bulk_import = _bulk_import()
+    job = _Job(p)
+    job.start = time.monotonic()
+    async with Client(auth_token=TOKEN, url=p["url"]) as client:
+        result = await bulk_import(
+            client,
+            instanceId=p["instance"],
+            members=job.rows,
+            concurrency=p["concurrency"],
+            on_outcome=lambda o: job.done(200 if o.kind == "created" else 400),
+        )
+    out = job.result(json_backend=_json.BACKEND, n429=getattr(result, "rate_limited", None))
+    out.update(
+        rows=result.total,
+        ok=result.created,
+        failed=len(result.failures),
+        first_error=_first_error(result.failures),
+    )
+    return out
+
+
+COLD_JOBS: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    "raw_gather": _job_raw_gather,
+    "raw_pool": _job_raw_pool,
+    "raw_like_client": _job_raw_like_client,
+    "client_pool": _job_client_pool,
+    "bulk": _job_bulk,
+}
+
+
+def _cold(p: dict[str, Any]) -> dict[str, Any]:
+    cold = not any(m in sys.modules for m in COLD_MODULES)
+    gc.collect()
+    t0, c0 = time.monotonic(), time.process_time()
+    if p["client"].startswith("raw"):
+        import aiohttp  # noqa: F401  (the raw loops' one library, timed)
+    else:
+        import asyncmembers  # noqa: F401
+    run = loop_runner(p["loop"])  # imports uvloop (and asyncmembers._runtime for "cli")
+    t_imp, c_imp = time.monotonic(), time.process_time()
+    res = run(COLD_JOBS[p["client"]](p))
+    c1, t1 = time.process_time(), time.monotonic()
+    res.update(
+        t0=t0,
+        t1=t1,
+        wall=t1 - t0,
+        cpu=c1 - c0,
+        import_cpu=c_imp - c0,
+        import_wall=t_imp - t0,
+        run_cpu=c1 - c_imp,
+        cold=cold,
+    )
+    return res
+
+
 RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "cold": _cold,
     "bulk": _run(_bulk_async),
     "raw": _run(_raw_async),
-    "raw_like_client": lambda p: asyncio.run(_raw_async({**p, "like_client": True})),
+    "raw_like_client": lambda p: loop_runner(p.get("loop", "asyncio"))(
+        _raw_async({**p, "like_client": True})
+    ),
     "client_pool": _run(_client_pool_async),
     "naive": _run(_naive_async),
     "official": _official,

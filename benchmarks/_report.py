@@ -51,6 +51,7 @@ class Section:
     data: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    load: str | None = None  # other processes' load during the scenario (_load.Load.text)
 
 
 def table_lines(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[str]:
@@ -97,6 +98,8 @@ def render_section(s: Section) -> str:
     if s.rows:
         out += ["   " + ln for ln in table_lines(s.header, s.rows)]
     out += [f"   * {n}" for n in s.notes]
+    if s.load:
+        out.append(f"   * {s.load}")
     return "\n".join(out)
 
 
@@ -112,15 +115,38 @@ def _git_state() -> str:
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "asyncmembers"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "asyncmembers"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown (no git)"
     if not head:
         return "unknown (not a git checkout)"
     return f"commit {head}" + (" plus uncommitted changes in asyncmembers/" if dirty else "")
+
+
+def _loops() -> str:
+    try:
+        import importlib.util
+
+        from asyncmembers import _json, _runtime
+
+        uv = "installed" if importlib.util.find_spec("uvloop") else "not installed"
+        return (
+            f"uvloop {uv}; the CLI and the embedded server run on {_runtime.loop_name()}, "
+            f"asyncmembers' JSON backend is {_json.BACKEND}"
+        )
+    except Exception as exc:  # the report must not fail over a side detail
+        return f"unknown ({type(exc).__name__})"
 
 
 def machine_info() -> dict[str, str]:
@@ -143,6 +169,7 @@ def machine_info() -> dict[str, str]:
         "aiohttp": aiohttp.__version__,
         "losant-rest": losant,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "loops": _loops(),
     }
 
 
@@ -154,18 +181,24 @@ def render_markdown(
     elapsed: float,
     profiles: list[str],
     plot_name: str | None,
+    load: str | None = None,
 ) -> str:
     info = machine_info()
     out = [
         "# asyncmembers benchmark results",
         "",
         "Written by `python -m benchmarks`; every figure is a ratio or fraction against a",
-        "baseline measured in the same run (interleaved, medians). The embedded server and",
-        "every client under test ran in their own processes on loopback.",
+        "baseline measured in the same run: A/B pairs alternating who goes first, the figure",
+        "the median of the per-pair ratios, shown with its interquartile range (IQR) and n.",
+        "The embedded server and every client under test ran in their own processes on",
+        "loopback. Each section ends with the load other processes put on the machine while",
+        "it ran: figures measured under load are noisier, not biased to one side (pairs).",
         "",
         f"- command: `{command}` ({mode} mode, {elapsed:.0f} s)",
     ]
     out += [f"- {k}: {v}" for k, v in info.items()]
+    if load:
+        out.append(f"- whole run: {load}")
     out += ["", "## Summary", ""]
     out += _md_table(SUMMARY_HEADER, summary_rows(sections))
     for s in sections:
@@ -176,6 +209,8 @@ def render_markdown(
             out += _md_table(s.header, s.rows)
             out.append("")
         out += [f"- {n}" for n in s.notes]
+        if s.load:
+            out.append(f"- {s.load}")
         if s.key == "official" and plot_name:
             out += ["", f"![rows/s vs concurrency]({plot_name})"]
     if profiles:
@@ -214,8 +249,13 @@ def plot_throughput(curves: dict[str, list[tuple[int, float]]], latency: float, 
     if xs_all:
         lo, hi = min(xs_all), max(xs_all)
         ideal = [c for c in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if lo <= c <= hi]
-        ax.plot(ideal, [c / latency for c in ideal], linestyle=":", color="grey",
-                label=f"ideal: concurrency / {latency * 1000:.0f} ms")
+        ax.plot(
+            ideal,
+            [c / latency for c in ideal],
+            linestyle=":",
+            color="grey",
+            label=f"ideal: concurrency / {latency * 1000:.0f} ms",
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("concurrency (tasks, or threads for losant-rest)")

@@ -8,9 +8,12 @@ reported, so that drift on a shared machine hits both sides alike.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import math
 import os
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,7 @@ from ._procs import run_client
 from ._profile import format_summary, package_us_per_row
 from ._report import Figure, Section
 from ._serverproc import ServerProcess
+from ._stats import Spread, spread
 
 __all__ = ["CONFIGS", "SCENARIOS", "Config"]
 
@@ -30,25 +34,29 @@ _MACHINE_SATURATED = 0.90  # all cores together (anyone's processes) busier than
 @dataclass(frozen=True)
 class Config:
     mode: str
-    # 1. client overhead (no latency)
-    overhead_rounds: int
-    overhead_seconds: float
+    # 1. client overhead (no latency): cold jobs of N rows, pairs of rounds
+    overhead_rows: int
+    overhead_min_rounds: int
+    overhead_max_rounds: int  # more rounds only while the main figure cannot resolve 10%
+    overhead_budget_s: float  # and only while the scenario is under this many seconds
     overhead_concurrency: int
+    overhead_breakdown: bool  # also the layer-by-layer variants (raw pool, call shape, ...)
     # 2. against the official client (20 ms) and the throughput plot
     official_latency: float
     official_threads: tuple[int, ...]
     official_concurrencies: tuple[int, ...]
     official_seconds: float
     official_reps: int
-    # 3. latency-bound efficiency
-    eff_latencies: tuple[float, ...]
-    eff_concurrencies: tuple[int, ...]
-    eff_seconds: float
-    eff_reps: int
+    # 3. realistic latency: cold jobs of c x rows_per_worker rows
+    lat_latencies: tuple[float, ...]
+    lat_concurrency: int
+    lat_rows_per_worker: int
+    lat_pairs: int
     # 4. rate-limited server
     rl_limit: float
     rl_seconds: float
-    rl_pairs: int
+    rl_runs: int  # asyncmembers runs (the 429 target is their median)
+    rl_naive_runs: int
     rl_concurrency: int
     # 5. memory
     mem_instant: tuple[int, ...]
@@ -66,39 +74,96 @@ class Config:
 CONFIGS: dict[str, Config] = {
     "smoke": Config(
         mode="smoke",
-        overhead_rounds=1, overhead_seconds=0.4, overhead_concurrency=8,
-        official_latency=0.02, official_threads=(1, 8), official_concurrencies=(8, 64),
-        official_seconds=0.4, official_reps=1,
-        eff_latencies=(0.02,), eff_concurrencies=(8,), eff_seconds=0.4, eff_reps=1,
-        rl_limit=200.0, rl_seconds=0.5, rl_pairs=1, rl_concurrency=8,
-        mem_instant=(1_000, 3_000), mem_loopback=(), mem_concurrency=16,
-        sched_rows=1_000, sched_reps=1, sched_concurrency=16,
-        profile=False, out_dir=None,
+        overhead_rows=200,
+        overhead_min_rounds=1,
+        overhead_max_rounds=1,
+        overhead_budget_s=60,
+        overhead_concurrency=8,
+        overhead_breakdown=True,
+        official_latency=0.02,
+        official_threads=(1, 8),
+        official_concurrencies=(8, 64),
+        official_seconds=0.4,
+        official_reps=1,
+        lat_latencies=(0.02,),
+        lat_concurrency=8,
+        lat_rows_per_worker=5,
+        lat_pairs=1,
+        rl_limit=200.0,
+        rl_seconds=0.5,
+        rl_runs=1,
+        rl_naive_runs=1,
+        rl_concurrency=8,
+        mem_instant=(1_000, 3_000),
+        mem_loopback=(),
+        mem_concurrency=16,
+        sched_rows=1_000,
+        sched_reps=1,
+        sched_concurrency=16,
+        profile=False,
+        out_dir=None,
     ),
     "quick": Config(
         mode="quick",
-        overhead_rounds=3, overhead_seconds=1.5, overhead_concurrency=32,
-        official_latency=0.02, official_threads=(1, 16, 64), official_concurrencies=(64, 256),
-        official_seconds=1.5, official_reps=1,
-        eff_latencies=(0.02, 0.05, 0.1), eff_concurrencies=(8, 32, 64), eff_seconds=1.2,
-        eff_reps=1,
-        rl_limit=200.0, rl_seconds=6.0, rl_pairs=1, rl_concurrency=32,
-        mem_instant=(10_000, 100_000), mem_loopback=(), mem_concurrency=64,
-        sched_rows=20_000, sched_reps=3, sched_concurrency=64,
-        profile=False, out_dir="benchmarks/out",
+        overhead_rows=3_000,
+        overhead_min_rounds=9,
+        overhead_max_rounds=25,
+        overhead_budget_s=150,
+        overhead_concurrency=32,
+        overhead_breakdown=False,
+        official_latency=0.02,
+        official_threads=(16, 64),
+        official_concurrencies=(64, 256),
+        official_seconds=1.5,
+        official_reps=1,
+        lat_latencies=(0.05, 0.2),
+        lat_concurrency=64,
+        lat_rows_per_worker=10,
+        lat_pairs=1,
+        rl_limit=200.0,
+        rl_seconds=8.0,
+        rl_runs=1,
+        rl_naive_runs=1,
+        rl_concurrency=32,
+        mem_instant=(10_000, 100_000),
+        mem_loopback=(),
+        mem_concurrency=64,
+        sched_rows=20_000,
+        sched_reps=3,
+        sched_concurrency=64,
+        profile=False,
+        out_dir="benchmarks/out",
     ),
     "full": Config(
         mode="full",
-        overhead_rounds=5, overhead_seconds=3.0, overhead_concurrency=32,
-        official_latency=0.02, official_threads=(1, 16, 64),
-        official_concurrencies=(1, 16, 64, 128, 256), official_seconds=2.5, official_reps=3,
-        eff_latencies=(0.02, 0.05, 0.1), eff_concurrencies=(8, 32, 64, 128),
-        eff_seconds=2.0, eff_reps=2,
-        rl_limit=200.0, rl_seconds=15.0, rl_pairs=2, rl_concurrency=32,
-        mem_instant=(10_000, 100_000, 1_000_000), mem_loopback=(10_000, 100_000),
+        overhead_rows=4_000,
+        overhead_min_rounds=11,
+        overhead_max_rounds=11,
+        overhead_budget_s=240,
+        overhead_concurrency=32,
+        overhead_breakdown=True,
+        official_latency=0.02,
+        official_threads=(1, 16, 64),
+        official_concurrencies=(1, 16, 64, 128, 256),
+        official_seconds=2.0,
+        official_reps=3,
+        lat_latencies=(0.05, 0.2),
+        lat_concurrency=64,
+        lat_rows_per_worker=20,
+        lat_pairs=5,
+        rl_limit=200.0,
+        rl_seconds=15.0,
+        rl_runs=5,
+        rl_naive_runs=2,
+        rl_concurrency=32,
+        mem_instant=(10_000, 100_000, 1_000_000),
+        mem_loopback=(10_000, 100_000),
         mem_concurrency=64,
-        sched_rows=100_000, sched_reps=5, sched_concurrency=64,
-        profile=True, out_dir="benchmarks",
+        sched_rows=50_000,
+        sched_reps=5,
+        sched_concurrency=64,
+        profile=True,
+        out_dir="benchmarks",
     ),
 }
 
@@ -128,6 +193,7 @@ def loopback_run(
     profile: str | None = None,
     steady: dict[str, float] | None = None,
     timeline: bool = False,
+    loop: str = "asyncio",
 ) -> dict[str, Any]:
     """One client run in a fresh process against ``srv``, on fresh instances."""
     if warm_rows is None:
@@ -145,6 +211,7 @@ def loopback_run(
         "profile": profile,
         "steady": steady,
         "timeline": timeline,
+        "loop": loop,
     }
     res = run_client(kind, params, timeout=seconds + 180.0)
     win = srv.window(res["t0"], res["t1"])
@@ -181,80 +248,263 @@ def _saturation(res: dict[str, Any]) -> str:
 # -- 1. client overhead ------------------------------------------------------------------
 
 
-_OVERHEAD_VARIANTS = ("raw", "raw_like_client", "client_pool", "bulk")
+def _label(kind: str) -> str:
+    return {
+        "raw": "raw aiohttp",
+        "bulk": "asyncmembers",
+        "official": "losant-rest",
+        "naive": "naive+tenacity",
+    }[kind]
+
+
+def uvloop_installed() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def cli_loop() -> str:
+    """The loop the asyncmembers command runs on here (its _runtime decides)."""
+    from asyncmembers._runtime import loop_name
+
+    return loop_name()
+
+
+def cold_run(
+    srv: ServerProcess,
+    client: str,
+    loop: str,
+    *,
+    rows: int,
+    concurrency: int,
+    steady: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """One cold job (a fresh process imports its library and adds ``rows`` rows)."""
+    params = {
+        "client": client,
+        "loop": loop,
+        "url": srv.url,
+        "instance": srv.new_instance(),
+        "rows": rows,
+        "concurrency": concurrency,
+        "tag": _tag(),
+        "steady": steady,
+    }
+    res = run_client("cold", params, timeout=600.0)
+    win = srv.window(res["t0"], res["t1"])
+    n = max(res["rows"], 1)
+    res["rps"] = res["rows"] / res["wall"]
+    res["cpu_us"] = 1e6 * res["cpu"] / n
+    res["run_us"] = 1e6 * res["run_cpu"] / n
+    res["client_util"] = res["cpu"] / res["wall"]
+    res["server_util"] = win["cpu"] / res["wall"]
+    res["machine_util"] = win["machine"]
+    return res
+
+
+_VARIANT_LABELS = {
+    "raw_gather": "raw aiohttp: gather + Semaphore",
+    "raw_pool": "raw aiohttp: worker pool",
+    "raw_like_client": "raw aiohttp in the client's call shape",
+    "client_pool": "worker pool of client.post",
+    "bulk": "asyncmembers bulk_import",
+}
+
+
+def _variant_label(client: str, loop: str) -> str:
+    if loop == "cli":
+        return f"{_VARIANT_LABELS[client]} as the CLI runs it ({cli_loop()})"
+    return f"{_VARIANT_LABELS[client]} ({loop})"
 
 
 def overhead(cfg: Config) -> Section:
-    c = cfg.overhead_concurrency
+    c, n_rows = cfg.overhead_concurrency, cfg.overhead_rows
     s = Section(
         "overhead",
-        f"1. Client overhead: bulk_import vs raw aiohttp, concurrency {c}, no server latency",
-        ["client", "rows/s", "client CPU µs/row", "CPU / raw aiohttp", "client / server / "
-         "machine busy", "runs"],
+        f"1. Client overhead: {n_rows:,} rows per fresh process, concurrency {c}, no server "
+        "latency",
+        [
+            "client",
+            "rows/s",
+            "CPU µs/row (import incl.)",
+            "CPU µs/row (run only)",
+            "import CPU ms",
+            "CPU / raw gather (asyncio)",
+            "client / server / machine busy",
+            "n",
+        ],
     )
-    per: dict[str, list[dict[str, Any]]] = {k: [] for k in _OVERHEAD_VARIANTS}
+    base = ("raw_gather", "asyncio")
+    cli = ("bulk", "cli")
+    variants: list[tuple[str, str]] = [base, ("bulk", "asyncio")]
+    if uvloop_installed():
+        variants += [("raw_gather", "uvloop"), cli]  # the CLI's loop is uvloop here
+    if cfg.overhead_breakdown:
+        variants += [
+            ("raw_pool", "asyncio"),
+            ("raw_like_client", "asyncio"),
+            ("client_pool", "asyncio"),
+        ]
+    main = cli if cli in variants else ("bulk", "asyncio")
+    per: dict[tuple[str, str], list[dict[str, Any]]] = {v: [] for v in variants}
+
+    def ratios(v: tuple[str, str], b: tuple[str, str], key: str) -> list[float]:
+        return [x[key] / y[key] for x, y in zip(per[v], per[b], strict=True)]
+
+    started = time.monotonic()
     with ServerProcess() as srv:
-        for rnd in range(cfg.overhead_rounds):
-            k = rnd % len(_OVERHEAD_VARIANTS)
-            order = _OVERHEAD_VARIANTS[k:] + _OVERHEAD_VARIANTS[:k]
-            if rnd % 2:
-                order = order[::-1]
-            for kind in order:
-                res = loopback_run(srv, kind, concurrency=c, seconds=cfg.overhead_seconds)
-                _check(res, _label(kind), s.notes)
-                per[kind].append(res)
+        rnd = 0
+        while True:
+            k = rnd % len(variants)
+            order = variants[k:] + variants[:k]
+            for v in order[::-1] if rnd % 2 else order:
+                res = cold_run(srv, v[0], v[1], rows=n_rows, concurrency=c)
+                _check(res, _variant_label(*v), s.notes)
+                if not res.get("cold"):
+                    s.notes.append(
+                        f"{_variant_label(*v)}: the library was already imported "
+                        "before the timed region (not a cold process)"
+                    )
+                per[v].append(res)
+            rnd += 1
+            if rnd < cfg.overhead_min_rounds:
+                continue
+            enough = spread(ratios(main, base, "cpu_us")).resolves
+            if (
+                enough
+                or rnd >= cfg.overhead_max_rounds
+                or time.monotonic() - started > cfg.overhead_budget_s
+            ):
+                break
 
-    def per_round(kind: str, fn: Callable[[dict[str, Any], dict[str, Any]], float]) -> float:
-        return _median([fn(a, b) for a, b in zip(per[kind], per["raw"], strict=True)])
+    for v in variants:
+        runs = per[v]
+        s.rows.append(
+            [
+                _variant_label(*v),
+                spread([r["rps"] for r in runs]).text("{:.0f}"),
+                spread([r["cpu_us"] for r in runs]).text("{:.0f}"),
+                spread([r["run_us"] for r in runs]).text("{:.0f}"),
+                f"{1000 * _median([r['import_cpu'] for r in runs]):.0f}",
+                spread(ratios(v, base, "cpu_us")).text(unit="×"),
+                " / ".join(
+                    _pct(_median([r[u] for r in runs]))
+                    for u in ("client_util", "server_util", "machine_util")
+                ),
+                str(len(runs)),
+            ]
+        )
 
-    for kind in _OVERHEAD_VARIANTS:
-        runs = per[kind]
-        s.rows.append([
-            _label(kind),
-            f"{_median([r['rps'] for r in runs]):.0f}",
-            f"{_median([r['cpu_us'] for r in runs]):.0f}",
-            f"{per_round(kind, lambda a, b: a['cpu_us'] / b['cpu_us']):.2f}×",
-            " / ".join(_pct(_median([r[u] for r in runs]))
-                       for u in ("client_util", "server_util", "machine_util")),
-            str(len(runs)),
-        ])
-    ratio = per_round("bulk", lambda a, b: a["cpu_us"] / b["cpu_us"])
-    s.figures.append(Figure(
-        "client CPU per row, bulk_import / raw aiohttp", f"{ratio:.2f}×", "≤ 1.15×", ratio <= 1.15
-    ))
-    s.figures.append(Figure("rows/s, bulk_import / raw aiohttp",
-                            f"{per_round('bulk', lambda a, b: a['rps'] / b['rps']):.2f}×"))
+    def judged(
+        name: str,
+        v: tuple[str, str],
+        b: tuple[str, str],
+        key: str,
+        target: float,
+        higher_is_better: bool = False,
+    ) -> Spread:
+        sp = spread(ratios(v, b, key))
+        met = sp.median >= target if higher_is_better else sp.median <= target
+        sign = "≥" if higher_is_better else "≤"
+        s.figures.append(Figure(name, sp.text(unit="×"), f"{sign} {target:.2f}×", met))
+        s.notes.append(f"{name}: {sp.resolution()}")
+        return sp
 
-    def step(hi: str, lo: str) -> float:
-        return _median([a["cpu_us"] - b["cpu_us"] for a, b in zip(per[hi], per[lo], strict=True)])
+    main_label = "as the CLI runs it" + (f" ({cli_loop()})" if main == cli else " (asyncio)")
+    judged(
+        f"client CPU per row, bulk_import {main_label} / raw gather loop (asyncio)",
+        main,
+        base,
+        "cpu_us",
+        1.00,
+    )
+    judged(
+        f"rows/s, bulk_import {main_label} / raw gather loop (asyncio)",
+        main,
+        base,
+        "rps",
+        1.00,
+        higher_is_better=True,
+    )
+    judged(
+        "client CPU per row, bulk_import / raw gather loop, both on asyncio",
+        ("bulk", "asyncio"),
+        base,
+        "cpu_us",
+        1.10,
+    )
+    if cli in variants and cli_loop() == "uvloop":
+        judged(
+            "client CPU per row, bulk_import / raw gather loop, both on uvloop",
+            cli,
+            ("raw_gather", "uvloop"),
+            "cpu_us",
+            1.10,
+        )
+        for client in ("raw_gather", "bulk"):
+            loop_v = cli if client == "bulk" else ("raw_gather", "uvloop")
+            sp = spread(ratios(loop_v, (client, "asyncio"), "cpu_us"))
+            s.figures.append(
+                Figure(
+                    f"client CPU per row, {_VARIANT_LABELS[client]}, uvloop / asyncio",
+                    sp.text(unit="×"),
+                )
+            )
+    sp = spread(ratios(main, base, "run_us"))
+    s.figures.append(Figure("the same as the first, import excluded (run only)", sp.text(unit="×")))
 
-    raw_us = _median([r["cpu_us"] for r in per["raw"]])
-    steps = [
-        ("aiohttp called as asyncmembers calls it (per-request headers and timeout)",
-         step("raw_like_client", "raw")),
-        ("asyncmembers client layers (resources, session wrapper, retries, models)",
-         step("client_pool", "raw_like_client")),
-        ("the importer (feeder, queue, pacer, outcomes)", step("bulk", "client_pool")),
-    ]
+    if cfg.overhead_breakdown:
+
+        def step(hi: tuple[str, str], lo: tuple[str, str]) -> Spread:
+            return spread(
+                [a["run_us"] - b["run_us"] for a, b in zip(per[hi], per[lo], strict=True)]
+            )
+
+        raw_us = _median([r["run_us"] for r in per[base]])
+        steps = [
+            ("gather + Semaphore over a worker pool", step(base, ("raw_pool", "asyncio"))),
+            (
+                "aiohttp called in the client's call shape, over a bare pool",
+                step(("raw_like_client", "asyncio"), ("raw_pool", "asyncio")),
+            ),
+            (
+                "asyncmembers client layers (resources, session wrapper, retries, models)",
+                step(("client_pool", "asyncio"), ("raw_like_client", "asyncio")),
+            ),
+            (
+                "the importer (feeder, queue, pacer, outcomes) over a pool of client.post",
+                step(("bulk", "asyncio"), ("client_pool", "asyncio")),
+            ),
+            (
+                "all of bulk_import's machinery over a bare raw-aiohttp worker pool",
+                step(("bulk", "asyncio"), ("raw_pool", "asyncio")),
+            ),
+        ]
+        s.notes.append(
+            "where the CPU per row goes, run only, all on asyncio (medians of per-round "
+            f"differences in µs/row, IQR; % of the raw gather loop's {raw_us:.0f}): "
+            + "; ".join(
+                f"{name} {d.median:+.1f} µs (IQR {d.q1:+.1f} to {d.q3:+.1f}, "
+                f"{100 * d.median / raw_us:+.1f}%)"
+                for name, d in steps
+            )
+        )
+    import_ms = {v: 1000 * _median([r["import_cpu"] for r in per[v]]) for v in variants}
     s.notes.append(
-        "where bulk_import's extra CPU per row goes (medians of per-round differences, "
-        f"µs/row and % of raw aiohttp's {raw_us:.0f}): "
-        + "; ".join(f"{name} {d:+.1f} µs ({100 * d / raw_us:+.1f}%)" for name, d in steps)
+        "each run is a fresh process that imports its library inside the timed region (aiohttp "
+        "for the raw loops; asyncmembers, which loads aiohttp, for the others; uvloop and "
+        "orjson where used), opens its session, adds the rows and closes: what a user's "
+        f"script or the CLI does, minus the interpreter's start. Import CPU: raw "
+        f"{import_ms[base]:.0f} ms, bulk_import {import_ms[('bulk', 'asyncio')]:.0f} ms. "
+        "The raw loops use aiohttp's json= and resp.json() (stdlib json) with asyncmembers' "
+        "headers; bulk_import uses the package's JSON (orjson when installed)"
     )
     s.notes.append(
-        f"{cfg.overhead_rounds} rounds, each running the four clients in rotated order, "
-        f"{cfg.overhead_seconds:g} s each, fresh instances; ratios are medians of per-round ratios. "
-        "With no latency rows/s is bound by CPU (the server's, or the shared machine's), so "
-        "client CPU per row is the figure that tells the clients apart"
+        f"{len(per[base])} rounds, each running every variant once in rotated order (reversed "
+        "every other round) against one server; ratios are medians of per-round ratios. "
+        "With no latency both processes are CPU-bound on a 2-core machine, so rows/s "
+        "depends on the server's CPU too; CPU per row is the figure that tells clients apart"
     )
-    s.data = {"ratio": ratio, "per": per}
+    s.data = {"per": per}
     return s
-
-
-def _label(kind: str) -> str:
-    return {"raw": "raw aiohttp", "bulk": "asyncmembers", "official": "losant-rest",
-            "naive": "naive+tenacity", "raw_like_client": "raw aiohttp, client's call shape",
-            "client_pool": "pool of client.post"}[kind]
 
 
 # -- 2. against the official client, and the plot ------------------------------------------
@@ -265,8 +515,16 @@ def official(cfg: Config) -> Section:
     s = Section(
         "official",
         f"2. Against the official client (losant-rest), {lat * 1000:.0f} ms server latency",
-        ["client", "concurrency", "rows/s (median)", "client CPU µs/row", "client CPU util",
-         "server CPU util", "machine busy", "runs"],
+        [
+            "client",
+            "concurrency",
+            "rows/s (median)",
+            "client CPU µs/row",
+            "client CPU util",
+            "server CPU util",
+            "machine busy",
+            "runs",
+        ],
     )
     configs: list[tuple[str, int]] = [("official", t) for t in cfg.official_threads]
     configs += [("raw", c) for c in cfg.official_concurrencies]
@@ -277,10 +535,17 @@ def official(cfg: Config) -> Section:
             shift = (rep * 3) % len(configs)
             for kind, c in configs[shift:] + configs[:shift]:
                 if kind == "official":
-                    res = loopback_run(srv, "official", concurrency=1, threads=c,
-                                       seconds=cfg.official_seconds)
+                    res = loopback_run(
+                        srv, "official", concurrency=1, threads=c, seconds=cfg.official_seconds
+                    )
                 else:
-                    res = loopback_run(srv, kind, concurrency=c, seconds=cfg.official_seconds)
+                    res = loopback_run(
+                        srv,
+                        kind,
+                        concurrency=c,
+                        seconds=cfg.official_seconds,
+                        loop="cli" if kind == "bulk" else "asyncio",
+                    )
                 _check(res, f"{_label(kind)} c={c}", s.notes)
                 results[(kind, c)].append(res)
     med: dict[tuple[str, int], dict[str, float]] = {}
@@ -291,42 +556,76 @@ def official(cfg: Config) -> Section:
         }
         m = med[(kind, c)]
         conc = ("sequential" if c == 1 else f"{c} threads") if kind == "official" else str(c)
-        s.rows.append([
-            _label(kind), conc, f"{m['rps']:.0f}", f"{m['cpu_us']:.0f}",
-            _pct(m["client_util"]), _pct(m["server_util"]), _pct(m["machine_util"]),
-            str(len(runs)),
-        ])
+        s.rows.append(
+            [
+                _label(kind),
+                conc,
+                f"{m['rps']:.0f}",
+                f"{m['cpu_us']:.0f}",
+                _pct(m["client_util"]),
+                _pct(m["server_util"]),
+                _pct(m["machine_util"]),
+                str(len(runs)),
+            ]
+        )
     off_best = max((k for k in med if k[0] == "official"), key=lambda k: med[k]["rps"])
     candidates = [k for k in med if k[0] == "bulk" and 64 <= k[1] <= 256] or [
         k for k in med if k[0] == "bulk"
     ]
     bulk_best = max(candidates, key=lambda k: med[k]["rps"])
-    ratio = med[bulk_best]["rps"] / med[off_best]["rps"]
-    cpu_ratio = med[bulk_best]["cpu_us"] / med[off_best]["cpu_us"]
-    s.figures.append(Figure(
-        f"rows/s, bulk_import (c={bulk_best[1]}) / losant-rest best ({_off_name(off_best[1])})",
-        f"{ratio:.1f}×", "≥ 5×", ratio >= 5.0,
-    ))
-    s.figures.append(Figure(
-        "client CPU per row, bulk_import / losant-rest (same configs)",
-        f"{cpu_ratio:.2f}×", "< 1×", cpu_ratio < 1.0,
-    ))
-    raw_same = med.get(("raw", bulk_best[1]))
-    if raw_same:
-        s.figures.append(Figure(
-            f"rows/s, bulk_import / raw aiohttp at c={bulk_best[1]}",
-            f"{med[bulk_best]['rps'] / raw_same['rps']:.2f}×",
-        ))
+
+    def per_rep(a: tuple[str, int], b: tuple[str, int], key: str) -> Spread:
+        # Each repetition ran every configuration once: the ratio within a repetition.
+        return spread([x[key] / y[key] for x, y in zip(results[a], results[b], strict=True)])
+
+    ratio = per_rep(bulk_best, off_best, "rps")
+    cpu_ratio = per_rep(bulk_best, off_best, "cpu_us")
+
+    def minmax(sp: Spread, fmt: str) -> str:
+        if sp.n == 1:
+            return f"{fmt.format(sp.median)}× (n=1)"
+        return (
+            f"{fmt.format(sp.median)}× (min {fmt.format(sp.lo)}–max {fmt.format(sp.hi)}, n={sp.n})"
+        )
+
+    s.figures.append(
+        Figure(
+            f"rows/s, bulk_import (c={bulk_best[1]}) / losant-rest best ({_off_name(off_best[1])})",
+            minmax(ratio, "{:.1f}"),
+            "≥ 6×",
+            ratio.median >= 6.0,
+        )
+    )
+    s.figures.append(
+        Figure(
+            "client CPU per row, bulk_import / losant-rest (same configs)",
+            minmax(cpu_ratio, "{:.2f}"),
+            "< 1×",
+            cpu_ratio.median < 1.0,
+        )
+    )
+    if ("raw", bulk_best[1]) in results:
+        s.figures.append(
+            Figure(
+                f"rows/s, bulk_import / raw aiohttp at c={bulk_best[1]}",
+                minmax(per_rep(bulk_best, ("raw", bulk_best[1]), "rps"), "{:.2f}"),
+            )
+        )
     s.notes.append(
         "losant-rest opens a new connection for every call (requests.request); its threads "
-        "pull rows from one shared iterator. Concurrency for it is the number of threads."
+        "pull rows from one shared iterator. Concurrency for it is the number of threads. "
+        f"asyncmembers runs on the CLI's loop ({cli_loop()}), raw aiohttp (a worker pool) on "
+        f"asyncio; every run is time-boxed ({cfg.official_seconds:g} s of input) after a "
+        f"warm-up; medians of {cfg.official_reps} run(s) per configuration"
     )
     s.notes.append(
         f"ideal rows/s at concurrency c is c / {lat * 1000:.0f} ms; a run whose server or "
         "client CPU is near 100% is bounded by that process, not by latency"
     )
     curves: dict[str, list[tuple[int, float]]] = {
-        "asyncmembers": [], "raw aiohttp": [], "losant-rest (threads)": []
+        "asyncmembers": [],
+        "raw aiohttp": [],
+        "losant-rest (threads)": [],
     }
     names = {"bulk": "asyncmembers", "raw": "raw aiohttp", "official": "losant-rest (threads)"}
     for (kind, c), m in med.items():
@@ -339,75 +638,86 @@ def _off_name(threads: int) -> str:
     return "sequential" if threads <= 1 else f"{threads} threads"
 
 
-# -- 3. latency-bound efficiency ------------------------------------------------------------
+# -- 3. realistic latency ---------------------------------------------------------------------
 
 
 def efficiency(cfg: Config) -> Section:
+    c = cfg.lat_concurrency
+    n_rows = c * cfg.lat_rows_per_worker
     s = Section(
         "latency",
-        "3. Latency-bound efficiency: steady-state rows/s as a fraction of concurrency / latency",
-        ["latency", "c", "ideal rows/s", "asyncmembers", "raw aiohttp", "asyncmembers whole run",
-         "client / server / machine busy", "bottleneck"],
+        f"3. Realistic latency: {n_rows:,} rows at concurrency {c}, fresh processes",
+        [
+            "latency",
+            "client",
+            "ideal s",
+            "time to first completion",
+            "whole run s",
+            "whole-run efficiency",
+            "steady-state efficiency",
+            "n",
+        ],
     )
-    worst: float | None = None
-    ratios: list[float] = []
+    bulk_loop = cli_loop() if uvloop_installed() else "asyncio"
+    clients = (("bulk", "cli"), ("raw_gather", "asyncio"))
+    gaps: list[float] = []
     with ServerProcess() as srv:
-        for lat in cfg.eff_latencies:
+        for lat in cfg.lat_latencies:
             srv.set_faults(latency=lat)
-            seconds = max(cfg.eff_seconds, 20 * lat)
-            steady = {"skip": 3 * lat + 0.05, "period": lat}
-            for c in cfg.eff_concurrencies:
-                ideal = c / lat
-                runs: dict[str, list[dict[str, Any]]] = {"bulk": [], "raw": []}
-                for rep in range(cfg.eff_reps):
-                    for kind in (("bulk", "raw") if rep % 2 == 0 else ("raw", "bulk")):
-                        r = loopback_run(srv, kind, concurrency=c, seconds=seconds, steady=steady)
-                        _check(r, f"{_label(kind)} {lat * 1000:.0f} ms c={c}", s.notes)
-                        runs[kind].append(r)
-
-                def eff(kind: str, key: str, runs: dict[str, list[dict[str, Any]]] = runs,
-                        ideal: float = ideal) -> float:
-                    vals = [r[key] / ideal for r in runs[kind] if r.get(key) is not None]
-                    return _median(vals)
-
-                bulk_eff, raw_eff = eff("bulk", "steady_rps"), eff("raw", "steady_rps")
-                util = {
-                    k: _median([r[k] for r in runs["bulk"]])
-                    for k in ("client_util", "server_util", "machine_util")
-                }
-                hot = _saturation(util)
-                if not hot:
-                    worst = bulk_eff if worst is None else min(worst, bulk_eff)
-                if raw_eff > 0:
-                    ratios.append(bulk_eff / raw_eff)
-                s.rows.append([
-                    f"{lat * 1000:.0f} ms", str(c), f"{ideal:.0f}", _pct(bulk_eff), _pct(raw_eff),
-                    _pct(eff("bulk", "rps")),
-                    f"{_pct(util['client_util'])} / {_pct(util['server_util'])} / "
-                    f"{_pct(util['machine_util'])}",
-                    hot or "latency",
-                ])
+            ideal = math.ceil(n_rows / c) * lat
+            steady = {"skip": 2 * lat + 0.01, "period": lat}
+            runs: dict[tuple[str, str], list[dict[str, Any]]] = {v: [] for v in clients}
+            for rep in range(cfg.lat_pairs):
+                for v in clients if rep % 2 == 0 else clients[::-1]:
+                    r = cold_run(srv, v[0], v[1], rows=n_rows, concurrency=c, steady=steady)
+                    _check(r, f"{_variant_label(*v)} {lat * 1000:.0f} ms", s.notes)
+                    r["eff"] = ideal / r["job_wall"]
+                    r["steady_eff"] = (
+                        r["steady_rps"] / (c / lat) if r.get("steady_rps") is not None else None
+                    )
+                    runs[v].append(r)
+            diffs = [
+                a["eff"] - b["eff"] for a, b in zip(runs[clients[0]], runs[clients[1]], strict=True)
+            ]
+            gaps.append(_median(diffs))
+            for v in clients:
+                rs = runs[v]
+                s.rows.append(
+                    [
+                        f"{lat * 1000:.0f} ms",
+                        _variant_label(*v),
+                        f"{ideal:.2f}",
+                        spread([1000 * r["ttfc"] for r in rs if r["ttfc"] is not None]).text(
+                            "{:.0f}", " ms"
+                        ),
+                        spread([r["job_wall"] for r in rs]).text("{:.2f}"),
+                        spread([100 * r["eff"] for r in rs]).text("{:.1f}", "%"),
+                        spread(
+                            [100 * r["steady_eff"] for r in rs if r["steady_eff"] is not None]
+                        ).text("{:.1f}", "%"),
+                        str(len(rs)),
+                    ]
+                )
+            d = spread([100 * x for x in diffs])
+            s.figures.append(
+                Figure(
+                    f"whole-run efficiency at {lat * 1000:.0f} ms, asyncmembers − raw gather loop",
+                    f"{d.median:+.1f} points (IQR {d.q1:+.1f} to {d.q3:+.1f}, n={d.n})",
+                    "≥ −1 point",
+                    d.median >= -1.0,
+                )
+            )
     s.notes.append(
-        f"median of {cfg.eff_reps} interleaved run(s) per client and cell, each at least "
-        f"{cfg.eff_seconds:g} s and 20 latencies long. Steady state: completions per second in a "
-        "window that starts 3 latencies in and spans a whole number of latencies; 'whole run' "
-        "also counts the start (bulk_import's one up-front GET of existing members) and the tail"
+        "ideal: ⌈rows / c⌉ round trips of the latency; whole run: from the start of the job "
+        "(after imports, before the session opens) to its last completion; efficiency = ideal / "
+        "whole run. Time to first completion counts from the same start: bulk_import reads the "
+        "instance's members (one GET) before its first POST. Steady state: completions per "
+        "second from 2 latencies in to one latency before the last completion, over c / latency"
     )
     s.notes.append(
-        f"bottleneck: a process ≥ {100 * _SATURATED:.0f}% busy (CPU s per wall s), or the machine's "
-        f"{os.cpu_count()} cores ≥ {100 * _MACHINE_SATURATED:.0f}% busy (anyone's processes; the "
-        "machine is shared); 'latency' where neither, which is where the target applies. "
-        "Busy figures are asyncmembers' runs"
+        f"asyncmembers runs as the CLI does ({bulk_loop}); the raw loop on plain asyncio; "
+        f"{cfg.lat_pairs} alternating pair(s) per latency"
     )
-    if worst is None:
-        s.figures.append(Figure("lowest steady-state efficiency where nothing saturates",
-                                "n/a (all saturated)", "≥ 90%", None))
-    else:
-        s.figures.append(Figure("lowest steady-state efficiency where nothing saturates",
-                                _pct(worst), "≥ 90%", worst >= 0.90))
-    if ratios:
-        s.figures.append(Figure("efficiency, asyncmembers / raw aiohttp (median over cells)",
-                                f"{_median(ratios):.2f}×"))
     return s
 
 
@@ -420,46 +730,104 @@ def rate_limited(cfg: Config) -> Section:
     s = Section(
         "ratelimit",
         f"4. Rate-limited server ({limit:.0f} req/s, 429 + Retry-After), concurrency "
-        f"{cfg.rl_concurrency}",
-        ["run", "client", "rows created", "wall s", "goodput rows/s", "of admissible",
-         "requests (server)", "429 share (server)", "stalls ≥ 0.3 s"],
+        f"{cfg.rl_concurrency}, {cfg.rl_seconds:g} s of input per run",
+        [
+            "run",
+            "client",
+            "rows created",
+            "wall s",
+            "goodput rows/s",
+            "of admissible",
+            "requests (server)",
+            "429 share (server)",
+            "stalls ≥ 0.3 s",
+        ],
     )
     per: dict[str, list[tuple[float, float]]] = {"bulk": [], "naive": []}
+    schedule = ["bulk"] * cfg.rl_runs
+    # Spread the naive runs evenly among asyncmembers' runs (drift hits both alike).
+    for i in range(cfg.rl_naive_runs):
+        schedule.insert(
+            min(len(schedule), 1 + i * (cfg.rl_runs + 1) // max(1, cfg.rl_naive_runs)), "naive"
+        )
     with ServerProcess(faults={"rate_limit": limit}) as srv:
-        for rep in range(cfg.rl_pairs):
-            order = ("bulk", "naive") if rep % 2 == 0 else ("naive", "bulk")
-            for kind in order:
-                srv.set_faults(rate_limit=limit)  # a new, full bucket
-                srv.reset_stats()
-                res = loopback_run(srv, kind, concurrency=cfg.rl_concurrency,
-                                   seconds=cfg.rl_seconds, warm_rows=0, timeline=True)
-                stats = srv.stats()
-                _check(res, _label(kind), s.notes)
-                requests = stats["requests"]
-                n429 = stats["by_status"].get(429, 0)
-                share = n429 / requests if requests else 0.0
-                admissible = burst + limit * res["wall"]
-                frac = res["ok"] / admissible
-                per[kind].append((frac, share))
-                s.rows.append([
-                    str(rep + 1), _label(kind), str(res["ok"]), f"{res['wall']:.1f}",
-                    f"{res['ok'] / res['wall']:.0f}", _pct(frac), str(requests), _pct(share),
+        for i, kind in enumerate(schedule):
+            srv.set_faults(rate_limit=limit)  # a new, full bucket
+            srv.reset_stats()
+            res = loopback_run(
+                srv,
+                kind,
+                concurrency=cfg.rl_concurrency,
+                seconds=cfg.rl_seconds,
+                warm_rows=0,
+                timeline=True,
+                loop="cli" if kind == "bulk" else "asyncio",
+            )
+            stats = srv.stats()
+            _check(res, _label(kind), s.notes)
+            requests = stats["requests"]
+            n429 = stats["by_status"].get(429, 0)
+            share = n429 / requests if requests else 0.0
+            admissible = burst + limit * res["wall"]
+            frac = res["ok"] / admissible
+            per[kind].append((frac, share))
+            s.rows.append(
+                [
+                    str(i + 1),
+                    _label(kind),
+                    str(res["ok"]),
+                    f"{res['wall']:.1f}",
+                    f"{res['ok'] / res['wall']:.0f}",
+                    _pct(frac),
+                    str(requests),
+                    _pct(share),
                     _stall_text(res.get("stalls")),
-                ])
-    frac = _median([f for f, _ in per["bulk"]])
-    share = _median([sh for _, sh in per["bulk"]])
-    s.figures.append(Figure("goodput, fraction of the limit (bulk_import)", _pct(frac), "≥ 95%",
-                            frac >= 0.95))
-    s.figures.append(Figure("share of requests answered 429 (bulk_import)", _pct(share), "≤ 2%",
-                            share <= 0.02))
-    nf = _median([f for f, _ in per["naive"]])
-    ns = _median([sh for _, sh in per["naive"]])
-    s.figures.append(Figure("goodput / 429 share, naive client + tenacity",
-                            f"{_pct(nf)} / {_pct(ns)}"))
+                ]
+            )
+    frac = spread([100 * f for f, _ in per["bulk"]])
+    share = spread([100 * sh for _, sh in per["bulk"]])
+
+    def minmax(sp: Spread) -> str:
+        return f"{sp.median:.1f}% (min {sp.lo:.1f}–max {sp.hi:.1f}, n={sp.n})"
+
+    s.figures.append(
+        Figure(
+            "goodput, fraction of the limit (bulk_import)",
+            minmax(frac),
+            "≥ 97%",
+            frac.median >= 97.0,
+        )
+    )
+    s.figures.append(
+        Figure(
+            "share of requests answered 429 (bulk_import)",
+            minmax(share),
+            "≤ 2%",
+            share.median <= 2.0,
+        )
+    )
+    if per["naive"]:
+        nf = spread([100 * f for f, _ in per["naive"]])
+        ns = spread([100 * sh for _, sh in per["naive"]])
+        s.figures.append(
+            Figure(
+                "goodput / 429 share, naive client + tenacity",
+                f"{nf.median:.1f}% / {ns.median:.1f}% (n={nf.n})",
+            )
+        )
     s.notes.append(
         f"admissible = burst ({burst:.0f}) + {limit:.0f}/s × wall time: the most a client can get "
-        "through the server's token bucket in its run; 429 counts are the server's own"
+        "through the server's token bucket in its run; 429 counts are the server's own. "
+        f"asyncmembers runs on the CLI's loop ({cli_loop()}); the target applies to the median "
+        "of its runs. The server limits the rate, so these figures depend little on CPU, "
+        "unless the machine is too busy for the client to keep up with 200 req/s"
     )
+    if cfg.rl_seconds < 15:
+        s.notes.append(
+            f"{cfg.rl_seconds:g} s runs ({cfg.mode} mode): the first 429 episode (about one "
+            "429 per request in flight, before anything is known of the limit) weighs more "
+            "than in the full mode's 15 s runs, where the target is judged"
+        )
     s.notes.append(
         "stalls: gaps of 0.3 s or more in which no row completed (e.g. every worker paused for "
         "a Retry-After); each second of stall costs up to the limit's worth of rows"
@@ -484,8 +852,15 @@ def memory(cfg: Config) -> Section:
     s = Section(
         "memory",
         "5. Memory: peak RSS of a client process streaming N rows from a generator",
-        ["transport", "rows", "peak RSS MB", "before import MB", "growth MB",
-         "peak / smallest", "rows/s"],
+        [
+            "transport",
+            "rows",
+            "peak RSS MB",
+            "before import MB",
+            "growth MB",
+            "peak / smallest",
+            "rows/s",
+        ],
     )
     worst: float | None = None
     biggest = ""
@@ -519,17 +894,29 @@ def memory(cfg: Config) -> Section:
                     if len(sizes) > 2:
                         tail = (f"peak RSS, {transport}, {n:,} rows / {sizes[-2]:,}", peak / prev)
                 prev = peak
-                s.rows.append([
-                    transport, f"{n:,}", f"{peak:.1f}", f"{res['base_mb']:.1f}",
-                    f"{peak - res['base_mb']:.1f}", f"{ratio:.2f}×",
-                    f"{res['rows'] / res['wall']:.0f}",
-                ])
+                s.rows.append(
+                    [
+                        transport,
+                        f"{n:,}",
+                        f"{peak:.1f}",
+                        f"{res['base_mb']:.1f}",
+                        f"{peak - res['base_mb']:.1f}",
+                        f"{ratio:.2f}×",
+                        f"{res['rows'] / res['wall']:.0f}",
+                    ]
+                )
         finally:
             if srv_cm:
                 srv_cm.__exit__(None, None, None)
     if worst is not None:
-        s.figures.append(Figure(f"peak RSS, {biggest}",
-                                f"{worst:.2f}×", "flat (≤ 1.10×)", worst <= 1.10))
+        s.figures.append(
+            Figure(
+                f"peak RSS, {biggest}",
+                f"{worst:.2f}× (one process per size, n=1)",
+                "flat (≤ 1.10×)",
+                worst <= 1.10,
+            )
+        )
     if tail is not None:
         s.figures.append(Figure(tail[0], f"{tail[1]:.2f}×"))
     s.notes.append(
@@ -546,51 +933,84 @@ def memory(cfg: Config) -> Section:
 def scheduling(cfg: Config) -> Section:
     s = Section(
         "scheduling",
-        f"6. Scheduling overhead on an instant transport, {cfg.sched_rows:,} rows, "
+        f"6. Per-row CPU on an instant transport (no network), {cfg.sched_rows:,} rows, "
         f"concurrency {cfg.sched_concurrency}",
-        ["variant", "CPU µs/row (median)", "wall µs/row", "minus pool of client.post"],
+        ["variant", "loop", "CPU µs/row", "minus bare worker pool (paired)", "n"],
     )
+    loops = ("asyncio", "uvloop") if uvloop_installed() else ("asyncio",)
     out = run_client(
         "scheduling",
-        {"rows": cfg.sched_rows, "reps": cfg.sched_reps, "concurrency": cfg.sched_concurrency},
+        {
+            "rows": cfg.sched_rows,
+            "reps": cfg.sched_reps,
+            "concurrency": cfg.sched_concurrency,
+            "loops": loops,
+        },
         timeout=900.0,
     )
     runs: dict[str, list[dict[str, Any]]] = out["runs"]
 
-    def us(r: dict[str, Any], key: str = "cpu") -> float:
-        return 1e6 * r[key] / r["rows"]
+    def us(r: dict[str, Any]) -> float:
+        return 1e6 * r["cpu"] / r["rows"]
 
-    base = runs["pool_client"]
     names = {
-        "pool_raw": "bare pool + queue, raw transport call (no client)",
-        "pool_client": "bare pool + queue, client.instance_members.post",
-        "gather_client": "asyncio.gather + semaphore, client.instance_members.post",
+        "gather_raw": "asyncio.gather + Semaphore, raw transport call (no client)",
+        "pool_raw": "bare worker pool + queue, raw transport call (no client)",
+        "pool_client": "bare worker pool + queue, client.instance_members.post",
         "bulk_import": "bulk_import",
     }
-    diffs: dict[str, float] = {}
-    for v, label in names.items():
-        d = _median([us(a) - us(b) for a, b in zip(runs[v], base, strict=True)])
-        diffs[v] = d
-        s.rows.append([
-            label, f"{_median([us(r) for r in runs[v]]):.1f}",
-            f"{_median([us(r, 'wall') for r in runs[v]]):.1f}", f"{d:+.1f}",
-        ])
-        for r in runs[v]:
-            if r["failed"]:
-                s.notes.append(f"{label}: {r['failed']} rows failed")
-                break
-    s.figures.append(Figure("importer machinery per row (bulk_import − pool of client.post)",
-                            f"{diffs['bulk_import']:+.1f} µs", "≤ 10 µs",
-                            diffs["bulk_import"] <= 10.0))
-    s.figures.append(Figure("bulk_import − asyncio.gather + semaphore",
-                            f"{diffs['bulk_import'] - diffs['gather_client']:+.1f} µs"))
-    s.figures.append(Figure("client layers per row (client.post − raw transport call)",
-                            f"{-diffs['pool_raw']:+.1f} µs"))
+    diffs: dict[str, Spread] = {}
+    for loop in loops:
+        base = runs[f"pool_raw@{loop}"]
+        for v, label in names.items():
+            key = f"{v}@{loop}"
+            d = spread([us(a) - us(b) for a, b in zip(runs[key], base, strict=True)])
+            diffs[key] = d
+            s.rows.append(
+                [
+                    label,
+                    loop,
+                    spread([us(r) for r in runs[key]]).text("{:.1f}"),
+                    f"{d.median:+.1f} (IQR {d.q1:+.1f} to {d.q3:+.1f})",
+                    str(d.n),
+                ]
+            )
+            for r in runs[key]:
+                if r["failed"]:
+                    s.notes.append(f"{label} ({loop}): {r['failed']} rows failed")
+                    break
+    for loop in loops:
+        d = diffs[f"bulk_import@{loop}"]
+        s.figures.append(
+            Figure(
+                f"bulk_import's per-row CPU beyond a bare raw worker pool ({loop})",
+                f"{d.median:+.1f} µs (IQR {d.q1:+.1f} to {d.q3:+.1f}, n={d.n})",
+            )
+        )
+        layers = spread(
+            [
+                us(a) - us(b)
+                for a, b in zip(runs[f"pool_client@{loop}"], runs[f"pool_raw@{loop}"], strict=True)
+            ]
+        )
+        importer = spread(
+            [
+                us(a) - us(b)
+                for a, b in zip(
+                    runs[f"bulk_import@{loop}"], runs[f"pool_client@{loop}"], strict=True
+                )
+            ]
+        )
+        s.notes.append(
+            f"{loop}: of that, client layers (client.post − raw call) {layers.median:+.1f} µs, "
+            f"the importer (bulk_import − pool of client.post) {importer.median:+.1f} µs"
+        )
     s.notes.append(
         f"{cfg.sched_reps} interleaved repetitions in one process; differences are medians of "
         "per-repetition differences. Every variant does the same work per row through the same "
-        "instant transport (benchmarks/_instant.py); the client.post variants and bulk_import "
-        "go through the same resources and session wrapper"
+        "instant transport (benchmarks/_instant.py), so what is left is CPU spent in Python: "
+        "the client's layers, the importer and the event loop. The raw transport call is what "
+        "a hand-written loop does per row (json dumps, request, read, json loads)"
     )
     return s
 
@@ -612,32 +1032,49 @@ def profiles(cfg: Config) -> tuple[Section, list[str]]:
     split: dict[str, dict[str, float]] = {}
     with ServerProcess() as srv:
         for kind in ("bulk", "raw"):
-            res = loopback_run(srv, kind, concurrency=c, seconds=max(cfg.overhead_seconds, 2.0),
-                               profile=os.path.join(prof_dir, f"loopback-{kind}.html"))
+            res = loopback_run(
+                srv,
+                kind,
+                concurrency=c,
+                seconds=2.0 if cfg.mode == "full" else 0.5,
+                profile=os.path.join(prof_dir, f"loopback-{kind}.html"),
+            )
             split[kind] = package_us_per_row(res["profile"], res["cpu_us"])
             lines += format_summary(
                 f"{_label(kind)} over loopback, c={c}, no latency, {res['rows']} rows, "
-                f"{res['cpu_us']:.0f} µs CPU/row while profiled", res["profile"]
+                f"{res['cpu_us']:.0f} µs CPU/row while profiled",
+                res["profile"],
             )
             lines.append("")
-    packages = sorted(set(split["bulk"]) | set(split["raw"]),
-                      key=lambda k: -(split["bulk"].get(k, 0.0) - split["raw"].get(k, 0.0)))
+    packages = sorted(
+        set(split["bulk"]) | set(split["raw"]),
+        key=lambda k: -(split["bulk"].get(k, 0.0) - split["raw"].get(k, 0.0)),
+    )
     for pkg in packages:
         b_us, r_us = split["bulk"].get(pkg, 0.0), split["raw"].get(pkg, 0.0)
         s.rows.append([pkg, f"{b_us:.1f}", f"{r_us:.1f}", f"{b_us - r_us:+.1f}"])
-    s.rows.append(["total", f"{sum(split['bulk'].values()):.1f}",
-                   f"{sum(split['raw'].values()):.1f}",
-                   f"{sum(split['bulk'].values()) - sum(split['raw'].values()):+.1f}"])
+    s.rows.append(
+        [
+            "total",
+            f"{sum(split['bulk'].values()):.1f}",
+            f"{sum(split['raw'].values()):.1f}",
+            f"{sum(split['bulk'].values()) - sum(split['raw'].values()):+.1f}",
+        ]
+    )
     res = run_client(
         "profile_instant",
-        {"rows": min(cfg.sched_rows, 50_000), "concurrency": cfg.sched_concurrency,
-         "profile": os.path.join(prof_dir, "instant-bulk.html")},
+        {
+            "rows": min(cfg.sched_rows, 50_000),
+            "concurrency": cfg.sched_concurrency,
+            "profile": os.path.join(prof_dir, "instant-bulk.html"),
+        },
         timeout=600.0,
     )
     cpu_us = 1e6 * res["cpu"] / res["rows"]
     lines += format_summary(
         f"bulk_import on the instant transport, {res['rows']} rows, {cpu_us:.1f} µs CPU/row "
-        "while profiled", res["profile"]
+        "while profiled",
+        res["profile"],
     )
     s.notes.append(
         "each package's share of the busy samples times the run's measured CPU per row "

@@ -77,8 +77,14 @@ async def _serve(conn: Connection, faults: dict[str, Any], seed: int) -> None:
         stats = server.stats
         busy, total = _machine_jiffies()
         samples.append(
-            (time.monotonic(), time.process_time(), stats.requests, stats.by_status.get(429, 0),
-             busy, total)
+            (
+                time.monotonic(),
+                time.process_time(),
+                stats.requests,
+                stats.by_status.get(429, 0),
+                busy,
+                total,
+            )
         )
 
     async def sampler() -> None:
@@ -140,7 +146,10 @@ async def _serve(conn: Connection, faults: dict[str, Any], seed: int) -> None:
 def _server_entry(conn: Connection, faults: dict[str, Any], seed: int, hard_timeout: float) -> None:
     child_setup(hard_timeout)
     try:
-        asyncio.run(_serve(conn, faults, seed))
+        # The loop `asyncmembers fake-server` runs on (uvloop when installed).
+        from asyncmembers._runtime import run
+
+        run(_serve(conn, faults, seed))
     finally:
         conn.close()
 
@@ -148,8 +157,9 @@ def _server_entry(conn: Connection, faults: dict[str, Any], seed: int, hard_time
 class ServerProcess:
     """A FakeLosantServer with ``faults`` (keyword arguments of ``Faults``) in a child."""
 
-    def __init__(self, *, faults: dict[str, Any] | None = None, seed: int = 0,
-                 hard_timeout: float = 1800.0) -> None:
+    def __init__(
+        self, *, faults: dict[str, Any] | None = None, seed: int = 0, hard_timeout: float = 1800.0
+    ) -> None:
         self._faults = dict(faults or {})
         self._seed = seed
         self._hard_timeout = hard_timeout

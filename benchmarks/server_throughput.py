@@ -26,6 +26,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+# Servers and the load generator run on the loop the package's own commands use
+# (uvloop when installed; ASYNCMEMBERS_LOOP=asyncio for the standard loop).
+from asyncmembers._runtime import loop_name, run
+
 INSTANCE = "575ec8687ae143cd83dc4a97"
 TOKEN = "bench-token"
 PATH = f"/instances/{INSTANCE}/members"
@@ -41,11 +45,13 @@ def _run_fake(ready: Any) -> None:
     server = FakeLosantServer(tokens={TOKEN: ["all.Instance"]}, instances=[INSTANCE])
     for i in range(SEEDED_MEMBERS):
         server.add_member(INSTANCE, email=f"seed{i}@example.com", role="view" if i % 3 else "admin")
-    asyncio.run(serve_forever(server, on_ready=ready.put))
+    run(serve_forever(server, on_ready=ready.put))
 
 
 def _run_bare(ready: Any) -> None:
-    body = b'{"instanceId":"%s","userId":"575ef90f7ae143cd83dc4aad","role":"view"}' % INSTANCE.encode()
+    body = (
+        b'{"instanceId":"%s","userId":"575ef90f7ae143cd83dc4aad","role":"view"}' % INSTANCE.encode()
+    )
 
     async def get(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
@@ -69,7 +75,7 @@ def _run_bare(ready: Any) -> None:
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        run(main())
 
 
 class ServerProcess:
@@ -114,7 +120,9 @@ async def drive(url: str, method: str, concurrency: int, duration: float) -> tup
                 if method == "GET":
                     ctx = http.get(PATH)
                 else:
-                    ctx = http.post(PATH, json={"email": f"b{next(counter)}@example.com", "role": "view"})
+                    ctx = http.post(
+                        PATH, json={"email": f"b{next(counter)}@example.com", "role": "view"}
+                    )
                 async with ctx as resp:
                     await resp.read()
                     if resp.status == 200:
@@ -139,16 +147,20 @@ def main() -> int:
     for name, target in targets:
         with ServerProcess(target) as url:
             for method in ("GET", "POST"):
-                ok, failed, elapsed = asyncio.run(drive(url, method, args.concurrency, args.duration))
+                ok, failed, elapsed = run(drive(url, method, args.concurrency, args.duration))
                 rates[name, method] = rate = ok / elapsed
-                print(f"{name:<14}{method:<6}{ok:>9}{failed:>8}{elapsed:>9.2f}{rate:>10.0f}", flush=True)
+                print(
+                    f"{name:<14}{method:<6}{ok:>9}{failed:>8}{elapsed:>9.2f}{rate:>10.0f}",
+                    flush=True,
+                )
     if not args.no_baseline:
         print()
         for method in ("GET", "POST"):
             ratio = rates["fake", method] / rates["bare aiohttp", method]
             print(f"fake / bare aiohttp, {method}: {ratio:.2f}")
     print(
-        f"\nconcurrency {args.concurrency}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"\nconcurrency {args.concurrency}, {os.cpu_count()} CPUs, {loop_name()} loop, "
+        f"Python {sys.version.split()[0]}, "
         f"aiohttp {aiohttp.__version__}. Client and server share the CPUs: these figures are "
         "client+server bound, not a ceiling of the server alone."
     )

@@ -28,3 +28,8 @@ def test_benchmarks_smoke_mode_runs_every_scenario_and_prints_the_summary() -> N
     assert proc.returncode == 0, output[-4000:]
     assert "== Summary: asyncmembers benchmarks" in proc.stdout, output[-4000:]
     assert re.search(r"scenario\s+figure\s+value\s+target\s+status", proc.stdout), output[-4000:]
+    # Every section says how loaded the machine was, and the paired figures carry their n.
+    sections = proc.stdout.count("\n== ") - 1  # minus the summary
+    assert proc.stdout.count("load from other processes:") == sections + 1, output[-4000:]
+    assert re.search(r"CPU per row, bulk_import .* / raw gather loop .*\(n=1\)", proc.stdout)
+    assert "too few pairs for a 95% CI" in proc.stdout, output[-4000:]

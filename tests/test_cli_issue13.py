@@ -99,11 +99,6 @@ async def test_verbose_after_the_command_logs_retries(
     assert "INFO" not in quiet.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the per-request DEBUG line is emitted by the client's session (h1-request's "
-    "_session.py); the CLI already sets DEBUG at -vv",
-)
 async def test_vv_logs_one_line_per_request(losant_server: FakeLosantServer) -> None:
     # Before: -vv on a successful list wrote nothing.
     result = await run(losant_server, "list", "--instance", IID, "-vv")

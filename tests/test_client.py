@@ -142,7 +142,7 @@ async def test_owned_session_is_pooled_and_closed(server: FakeLosantServer) -> N
     client = am.Client(TOKEN, url=server.url)
     for _ in range(3):
         await client.instance_members.get(instanceId=IID)
-    owned = client._session._session
+    owned = client._session.transport._session
     assert owned is not None and not owned.closed
     await client.close()
     assert owned.closed

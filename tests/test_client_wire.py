@@ -59,7 +59,7 @@ def calls(m: aioresponses, method: str | None = None) -> list[tuple[str, URL, di
 def sent_headers(client: am.Client, kw: dict[str, Any]) -> dict[str, str]:
     """The headers a request carried: its session's defaults overlaid with its own, merged
     the way aiohttp merges them (aioresponses sees the request before that merge)."""
-    session = client._session._session
+    session = client._session.transport._session
     assert session is not None
     merged = dict(session.headers)
     merged.update(kw.get("headers") or {})
@@ -193,7 +193,7 @@ async def test_owned_session_holds_the_attempt_timeout(mocked: aioresponses) -> 
     mocked.get(MEMBERS, payload={"items": []})
     async with am.Client(TOKEN, timeout=7) as c:
         await c.instance_members.get(instanceId=IID)
-        session = c._session._session
+        session = c._session.transport._session
         assert session is not None and session.timeout.total == 7
     [(_, _, kw)] = calls(mocked)
     assert "timeout" not in kw or kw["timeout"].total <= 7
@@ -412,9 +412,13 @@ async def test_retry_is_logged_without_token(
     mocked.get(MEMBERS, status=503, payload={"type": "Unavailable", "message": "busy"})
     mocked.get(MEMBERS, payload={"items": []})
     await client.instance_members.get(instanceId=IID)
-    [record] = [r for r in caplog.records if r.name == "asyncmembers"]
+    [record] = [r for r in caplog.records if r.name == "asyncmembers" and r.levelname == "INFO"]
     text = record.getMessage()
     assert "attempt 1 of 4" in text and "503" in text and "retrying in" in text
+    # At DEBUG, one line per attempt as well: method, path, status, time.
+    attempts = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert len(attempts) == 2 and attempts[0].startswith(f"GET /instances/{IID}/members 503 ")
+    assert attempts[1].startswith(f"GET /instances/{IID}/members 200 ")
     assert TOKEN not in caplog.text
 
 

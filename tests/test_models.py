@@ -144,3 +144,29 @@ def test_error_tree() -> None:
     assert issubclass(am.ValidationError, ValueError)
     err = am.TransportError("boom")
     assert (err.status, err.type, err.message, err.data) == (None, None, "boom", None)
+
+
+def test_to_dict_and_from_dict_round_trip_through_json() -> None:
+    import json
+
+    member = am.InstanceMember(
+        instance_id="575ec8687ae143cd83dc4a97", user_id="675ed18f7ae143cd83dc4bb7",
+        email="a@example.com", role=am.Role.ADMIN, two_factor_auth_enabled=False,
+    )
+    wire = member.to_dict()
+    assert wire == {
+        "instanceId": "575ec8687ae143cd83dc4a97", "userId": "675ed18f7ae143cd83dc4bb7",
+        "email": "a@example.com", "role": "admin", "twoFactorAuthEnabled": False,
+    }
+    assert am.InstanceMember.from_dict(json.loads(json.dumps(wire))) == member
+    page = am.InstanceMembers(items=[member], count=1, sort_field="email")
+    assert am.InstanceMembers.from_dict(json.loads(json.dumps(page.to_dict()))) == page
+    post = am.InstanceMemberPost(role="view", email="b@example.com")
+    assert am.InstanceMemberPost.from_dict(post.to_dict()) == post
+    patch = am.InstanceMemberPatch(role="admin")
+    assert patch.to_dict() == {"role": "admin"}
+    assert am.InstanceMemberPatch.from_dict(patch.to_dict()) == patch
+    with pytest.raises(am.ValidationError, match="InstanceMembers"):
+        am.InstanceMembers.from_dict({"items": "nope"})
+    with pytest.raises(am.ValidationError):
+        am.InstanceMemberPatch.from_dict({"role": "admin", "email": "x@example.com"})

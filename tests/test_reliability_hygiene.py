@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import socket
 import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -80,9 +81,24 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+async def _first_connection_of_the_loop() -> None:
+    """Make one connection, so descriptors a loop opens once for its lifetime are open.
+
+    uvloop (libuv) opens a spare /dev/null descriptor at a loop's first connection and
+    keeps it until the loop closes: not a leak, but it would count as one below.
+    """
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        writer.close()
+        await writer.wait_closed()
+
+
 @contextlib.asynccontextmanager
 async def leaves_nothing_behind() -> AsyncIterator[None]:
     """Assert that the block leaves no task, unclosed object or descriptor behind."""
+    await _first_connection_of_the_loop()
     loop = asyncio.get_running_loop()
     reported: list[str] = []
     previous = loop.get_exception_handler()
@@ -307,7 +323,7 @@ async def test_a_callers_session_is_left_open_and_the_clients_own_is_closed(srv:
 
         owned = am.Client(TOKEN, url=srv.url)
         await owned.instance_members.get(instanceId=IID)
-        inner = owned._session._session
+        inner = owned._session.transport._session
         assert inner is not None and not inner.closed
         await owned.close()
         assert inner.closed

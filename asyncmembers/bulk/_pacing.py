@@ -5,21 +5,24 @@ attempt (it implements the session's ``AttemptGate``):
 
 * **Shared pause.** A 429 pauses *all* workers until its ``Retry-After`` has passed,
   instead of each worker waiting on its own and the others running into the limit.
-* **Adaptive rate.** On the first 429 of a pause, the rate is set just under the rate of
-  successful requests in the last second (what the server actually let through); while
-  no 429 comes it grows by 2% a second, so a rate-limited server is driven close to its
-  limit with few 429s. Implemented with aiolimiter.
+* **Adaptive rate.** On the first 429 of a pause, the rate is set just under the rate the
+  server let requests through since the previous such 429 (see :meth:`Pacer._on_rate_limited`
+  for why that interval); while no 429 comes it grows by 1% a second, so a rate-limited
+  server is driven close to its limit with few 429s. After a pause, the requests the
+  server's bucket refilled meanwhile go out first, without waiting for the rate.
 * **Adaptive concurrency** (AIMD): the number of attempts in flight is halved on a 429
   pause and grows by about one for each window of successes, up to ``concurrency``.
-* An optional fixed ``max_rate`` (requests/s) from the caller, also with aiolimiter.
+* An optional fixed ``max_rate`` (requests/s) from the caller, with aiolimiter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from typing import TYPE_CHECKING
 
-from aiolimiter import AsyncLimiter
+if TYPE_CHECKING:
+    from aiolimiter import AsyncLimiter
 
 __all__ = ["Pacer"]
 
@@ -27,15 +30,21 @@ __all__ = ["Pacer"]
 DEFAULT_PAUSE = 1.0
 #: Longest pause a single 429 can impose on the whole import.
 MAX_PAUSE = 60.0
-#: Fraction of the measured goodput to run at after a 429.
-BACKOFF_FRACTION = 0.95
+#: Fraction of the measured limit to run at after a 429.
+BACKOFF_FRACTION = 0.97
 #: Growth of the adaptive rate per second without a 429.
-GROWTH_PER_SECOND = 1.02
-#: Window over which successful requests are counted to estimate the server's limit.
-WINDOW = 1.0
+GROWTH_PER_SECOND = 1.01
+#: Shortest interval a rate is measured over (a 429 in the first milliseconds).
+MIN_INTERVAL = 0.05
+#: Share of the server's estimated refill during a pause that is sent at once after it.
+CREDIT_FRACTION = 0.8
 
 
 def _limiter(rate: float) -> AsyncLimiter:
+    # Imported here: only a caller's max_rate needs it, and every command-line run would
+    # otherwise pay its import (~14 ms, a few µs a row of a typical import's CPU).
+    from aiolimiter import AsyncLimiter
+
     # A short period keeps bursts small (rate/20 at once) while averaging to `rate`.
     # The capacity must hold one whole request: rate * (1 / rate) can round to
     # 0.9999999999999999 (rate 1.9, 3.7, ...), and aiolimiter then refuses every acquire.
@@ -56,11 +65,23 @@ class Pacer:
         self._adaptive = adaptive
         self._fixed = _limiter(max_rate) if max_rate else None
         self._max_rate = max_rate
+        # The adaptive rate, paced by slots 1/rate apart. (aiolimiter's rate is fixed per
+        # limiter: replacing one at each change gave every new limiter an empty bucket, a
+        # burst, and left earlier waiters pacing at the old rate alongside, ~10 requests/s
+        # over the rate set, enough to drain the server's bucket within seconds.)
         self._rate: float | None = None
-        self._rate_limiter: AsyncLimiter | None = None
+        self._next_slot = 0.0
         self._last_growth = 0.0
-        self._ok_times: collections.deque[float] = collections.deque()
-        self._started = self._loop.time()
+        # Answers the server let through (anything but a 429) since _interval_start: a
+        # counter, where a deque of success times cost a clock read and an append per row.
+        self._let_through = 0
+        self._interval_start = self._loop.time()
+        # (answers let through, seconds) up to the first 429, and the server's burst (its
+        # bucket's size) estimated from it once the rate is known; see _on_rate_limited.
+        self._first_interval: tuple[int, float] | None = None
+        self._burst: float | None = None
+        # Attempts that may skip the adaptive rate: the server's refill during a pause.
+        self._credit = 0
         self.requests = 0
         self.posts = 0
         self.rate_limited = 0
@@ -74,7 +95,7 @@ class Pacer:
         """Wait for this attempt's turn; TimeoutError if it does not come by ``deadline``."""
         if (
             self._in_flight < self.concurrency_limit
-            and self._rate_limiter is None
+            and self._rate is None
             and self._fixed is None
             and self._pause_until <= self._loop.time()
         ):
@@ -90,6 +111,8 @@ class Pacer:
 
     async def _wait_for_turn(self) -> None:
         loop = self._loop
+        if self._rate is not None:
+            self._grow(loop.time())
         while True:
             wait = self._pause_until - loop.time()
             if wait > 0:
@@ -109,8 +132,11 @@ class Pacer:
         try:
             if self._fixed is not None:
                 await self._fixed.acquire()
-            if self._rate_limiter is not None:
-                await self._rate_limiter.acquire()
+            if self._rate is not None:
+                if self._credit > 0:
+                    self._credit -= 1
+                else:
+                    await self._rate_slot()
             # A 429 may have started a pause while this attempt queued for the rate: it
             # waits that out too, instead of running into the limit it just heard about.
             wait = self._pause_until - loop.time()
@@ -128,8 +154,10 @@ class Pacer:
             self.posts += 1
         if status == 429:
             self._on_rate_limited(retry_after)
-        elif status is not None and status < 500 and self._adaptive:
-            self._on_success()
+        elif status is not None:
+            self._let_through += 1
+            if status < 500 and self._limit < self._max and self._adaptive:
+                self._limit = min(float(self._max), self._limit + 1.0 / self._limit)
         self._wake()
 
     def _wake(self) -> None:
@@ -140,15 +168,19 @@ class Pacer:
                 fut.set_result(None)
                 free -= 1
 
-    def _on_success(self) -> None:
+    async def _rate_slot(self) -> None:
+        """Wait for this attempt's slot: slots are 1/rate apart, handed out in order."""
+        assert self._rate is not None
         now = self._loop.time()
-        ok = self._ok_times
-        ok.append(now)
-        while ok[0] < now - WINDOW:
-            ok.popleft()
-        if self._limit < self._max:
-            self._limit = min(float(self._max), self._limit + 1.0 / self._limit)
-        if self._rate is not None and now - self._last_growth >= 1.0 and now > self._pause_until:
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1.0 / self._rate
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def _grow(self, now: float) -> None:
+        """Raise the adaptive rate by GROWTH_PER_SECOND for each second without a 429."""
+        assert self._rate is not None
+        if now - self._last_growth >= 1.0 and now > self._pause_until:
             self._last_growth = now
             self._set_rate(self._rate * GROWTH_PER_SECOND)
 
@@ -160,18 +192,34 @@ class Pacer:
         self._pause_until = max(self._pause_until, now + pause)
         if not (new_episode and self._adaptive):
             return
-        ok = self._ok_times
-        while ok and ok[0] < now - WINDOW:
-            ok.popleft()
-        # Successes per second over the window, or over the run so far if it is shorter
-        # (a 429 in the first 40 ms must not read as "the server allows 40 requests/s").
-        observed = min(WINDOW, max(now - self._started, 0.05))
-        goodput = len(ok) / observed
-        # What the server let through in the last second is the best guess of its limit.
-        rate = goodput * BACKOFF_FRACTION if goodput > 0 else (self._rate or float(self._max)) / 2
-        if self._rate is not None:
-            rate = min(rate, self._rate * BACKOFF_FRACTION)
-        self._set_rate(rate)
+        # The server's limit, measured from one such 429 to the next. A token bucket is
+        # empty at both, so what it let through in between is exactly its rate times the
+        # interval: a refill during a pause, spent in a burst after it, does not inflate
+        # the estimate (a trailing one-second window of successes read ~255/s for a
+        # 200/s limit, so every episode ended with the next). Before the first 429 the
+        # bucket started full, so the first estimate is high; the second one is exact.
+        interval = max(now - self._interval_start, MIN_INTERVAL)
+        measured = self._let_through / interval
+        if self._first_interval is None:
+            self._first_interval = (self._let_through, interval)
+        elif self._burst is None and measured > 0:
+            # Up to the first 429 the server let through its whole bucket plus its rate
+            # times the interval; with the rate now known, the rest is the bucket's size
+            # (an underestimate if the import ran slower than the limit for a while).
+            let_through, seconds = self._first_interval
+            self._burst = max(0.0, let_through - measured * seconds)
+        self._let_through = 0
+        self._interval_start = now
+        # No answer let through at all since the last 429: halve whatever rate was in force.
+        fallback = (self._rate or float(self._max)) / 2
+        self._set_rate(measured * BACKOFF_FRACTION if measured > 0 else fallback)
+        self._next_slot = self._pause_until
+        # The bucket refills while everyone waits: sending that refill at once after the
+        # pause (and only then the measured rate) is what keeps a pause from costing a
+        # pause's worth of requests.
+        self._credit = 0
+        if self._burst is not None and measured > 0:
+            self._credit = int(CREDIT_FRACTION * min(self._burst, measured * pause))
         self._last_growth = self._pause_until
         self._limit = max(1.0, self._limit / 2)
 
@@ -180,4 +228,3 @@ class Pacer:
         if self._max_rate is not None:
             rate = min(rate, self._max_rate)
         self._rate = rate
-        self._rate_limiter = _limiter(rate)

@@ -1,0 +1,403 @@
+"""The transport: one attempt over aiohttp, and the one boundary where its errors are mapped.
+
+``Transport.send`` sends exactly one request and returns the parsed JSON of a 2xx answer
+(or what a streaming ``reader`` makes of it), or raises a :mod:`asyncmembers.errors`
+error; every aiohttp and asyncio failure is translated here and nowhere else, so no
+caller needs ``import aiohttp`` to catch one. What the server sends is trusted for
+nothing: redirects are not followed, bodies are read in chunks up to a byte cap after
+decompression, JSON that does not decode is a :class:`ProtocolError`, and the access token
+is scrubbed from any server text before it reaches an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from . import _json
+from .errors import (
+    ClientClosedError,
+    LosantError,
+    ProtocolError,
+    RedirectError,
+    TransportError,
+    error_for_status,
+)
+from .retry import parse_retry_after
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Reader", "Request", "Transport"]
+
+#: Default cap on the bytes read from one response, after decompression: 256 MiB, room
+#: for a list of about a million members (~250 bytes each) while memory stays bounded.
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+
+#: Reads a 2xx answer's body as a stream of byte chunks (already capped) and returns a value.
+Reader = Callable[[AsyncIterator[bytes]], Awaitable[Any]]
+
+_NO_RETRY_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorCertificateError,
+    aiohttp.ClientConnectorSSLError,
+    aiohttp.ClientSSLError,
+)
+_NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,) + (
+    (aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()
+)
+_MASK = b"***"
+#: The shortest secret that is masked in server text (see ``Transport.__init__``).
+MIN_SCRUBBED_SECRET = 8
+
+
+class Request:
+    """One call's request, built once and sent by every attempt of the call."""
+
+    __slots__ = ("data", "headers", "method", "params", "path", "reader", "url")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+        reader: Reader | None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.url = url
+        self.params = params
+        self.data = data
+        self.headers = headers
+        self.reader = reader
+
+
+class Transport:
+    """Sends single attempts through one pooled ``aiohttp.ClientSession``.
+
+    The constant headers (the token among them) live in one mapping that is never logged,
+    stored on an error or shown. An owned session is created lazily in the first event
+    loop that uses it; using the transport from another loop is a clear error.
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        max_response_bytes: int,
+        secrets: tuple[str, ...],
+        max_retry_after: float,
+    ) -> None:
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self._max_retry_after = max_retry_after
+        # A secret too short to be told apart from ordinary text (a test token such as
+        # "t") is not scrubbed: masking it would corrupt every answer. Real tokens are
+        # long (Losant's are JWTs of hundreds of characters).
+        self._secrets = tuple(s.encode() for s in secrets if len(s) >= MIN_SCRUBBED_SECRET)
+        # Built once as aiohttp's own header type, so no request has to convert them.
+        self._headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(headers))
+        # What each request carries itself. An owned session holds the constant headers
+        # and the attempt timeout as its defaults (as a hand-written aiohttp loop would),
+        # so a request only adds Content-Type; a caller's session knows nothing of them,
+        # so every request carries them all.
+        self.get_headers: Mapping[str, str] | None = self._headers
+        self.body_headers: Mapping[str, str] = CIMultiDictProxy(
+            CIMultiDict({**headers, "Content-Type": "application/json"})
+        )
+        # The timeout each request passes when the call's deadline is not nearer: none
+        # for an owned session (it holds the attempt timeout as its default).
+        self.request_timeout: aiohttp.ClientTimeout | None = timeout
+        self._session = session
+        self._owns_session = session is None
+        self._max_connections = max_connections
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_end: AsyncGenerator[None] | None = None
+        self.closed = False
+
+    @property
+    def has_token(self) -> bool:
+        return "Authorization" in self._headers
+
+    def session(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+        """The aiohttp session for a call running in ``loop`` (created on first use)."""
+        if self.closed:
+            raise ClientClosedError(
+                "this Client is closed; create a new one, or use it inside `async with Client(...)`"
+            )
+        if loop is not self._loop:
+            if self._loop is not None:
+                raise LosantError(
+                    "this Client was first used in another event loop; a Client (and its "
+                    "connection pool) belongs to one loop: create one Client per loop, e.g. "
+                    "inside the coroutine given to asyncio.run()"
+                )
+            self._loop = loop
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, timeout=self.timeout
+            )
+            self._watch_loop_end()
+            self.get_headers = None
+            self.body_headers = _CONTENT_TYPE_JSON
+            self.request_timeout = None
+        elif self._session.closed:
+            raise ClientClosedError("the aiohttp.ClientSession given to Client is closed")
+        return self._session
+
+    def _watch_loop_end(self) -> None:
+        """Close the owned session when its loop shuts down with the client still open.
+
+        A client never closed in its loop (``asyncio.run(use(client))`` without ``async
+        with``) would leave its connections to be garbage-collected after the loop closed,
+        with ResourceWarnings. ``asyncio.run`` (and uvloop's) closes every async generator
+        of the loop before closing the loop (``shutdown_asyncgens``): this one's ``finally``
+        closes the session while the loop still runs. It is started here, synchronously,
+        up to its ``yield`` (the loop's first-iteration hook registers it).
+        """
+        self._loop_end = self._on_loop_end()
+        step = self._loop_end.asend(None)
+        with contextlib.suppress(StopIteration):  # it stopped at its yield
+            step.send(None)
+
+    async def _on_loop_end(self) -> AsyncGenerator[None]:
+        try:
+            yield
+        finally:
+            session = self._session
+            if session is not None and self._owns_session and not session.closed:
+                await session.close()
+
+    async def close(self) -> None:
+        """Close the owned session (a caller's session is left open). Idempotent."""
+        self.closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+                return  # its loop is gone or elsewhere; it cannot be closed from here
+            await session.close()
+
+    def scrub(self, raw: bytes) -> bytes:
+        """``raw`` with every occurrence of a secret (the access token) masked."""
+        for secret in self._secrets:
+            if secret in raw:
+                raw = raw.replace(secret, _MASK)
+        return raw
+
+    async def send(
+        self,
+        session: aiohttp.ClientSession,
+        req: Request,
+        attempt_timeout: aiohttp.ClientTimeout | None,
+    ) -> Any:
+        """Send one attempt; return the parsed 2xx answer, or raise the mapped error."""
+        method, path = req.method, req.path
+        unchained: LosantError | None = None
+        try:
+            # Redirects are never followed: aiohttp would resend a POST as a GET, and send
+            # the request (its body too) to whatever origin the server names.
+            if attempt_timeout is None:
+                request = session.request(
+                    method,
+                    req.url,
+                    params=req.params,
+                    data=req.data,
+                    headers=req.headers,
+                    allow_redirects=False,
+                )
+            else:
+                request = session.request(
+                    method,
+                    req.url,
+                    params=req.params,
+                    data=req.data,
+                    headers=req.headers,
+                    timeout=attempt_timeout,
+                    allow_redirects=False,
+                )
+            async with request as resp:
+                status = resp.status
+                if 200 <= status < 300:
+                    if req.reader is not None:
+                        chunks = self._chunks(resp, method, path)
+                        try:
+                            return await req.reader(chunks)
+                        finally:
+                            await chunks.aclose()
+                    # Server text is scrubbed where it enters: whatever of it later reaches
+                    # an error, a log line or a report cannot hold the token.
+                    raw = self.scrub(await self._read(resp, method, path))
+                    try:
+                        return _json.loads(raw)
+                    except (ValueError, RecursionError) as exc:
+                        raise ProtocolError(
+                            f"{status}: the server's answer is not JSON ({_problem(exc)}): "
+                            f"{raw[:200]!r}",
+                            status=status,
+                            method=method,
+                            path=path,
+                        ) from None
+                if 300 <= status < 400:
+                    location = resp.headers.get("Location")
+                    if location is not None:
+                        location = self.scrub(location.encode(errors="replace")).decode()
+                    raise _redirect_error(status, location, method, path)
+                raw = self.scrub(await self._read(resp, method, path))
+                retry_after = parse_retry_after(resp.headers) if status == 429 else None
+        except LosantError:
+            raise
+        except _NOT_SENT_ERRORS as exc:
+            if self.closed:
+                raise self._closed_under(method, path, in_flight=False) from None
+            raise TransportError(
+                f"could not connect: {exc}",
+                sent=False,
+                retryable=not isinstance(exc, _NO_RETRY_CONNECT_ERRORS),
+                method=method,
+                path=path,
+            ) from exc
+        except TimeoutError as exc:
+            total = (attempt_timeout or self.timeout).total
+            raise TransportError(
+                f"timed out after {total or 0:.3g} s waiting for the server"
+                + (" (the request may have been applied)" if method != "GET" else ""),
+                method=method,
+                path=path,
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            # Its request_info holds the request's headers, the token among them: keep its
+            # text only, and raise outside this block so it is not even __context__.
+            unchained = self._failed_after_sending(method, path, exc)
+        except (aiohttp.ClientError, RuntimeError) as exc:
+            # RuntimeError: aiohttp's "Session is closed" when close() ran under the call.
+            if self.closed:
+                raise self._closed_under(method, path, in_flight=True) from None
+            if isinstance(exc, RuntimeError):
+                raise
+            raise self._failed_after_sending(method, path, exc) from exc
+        if unchained is not None:
+            raise unchained
+        raise self._error(status, raw, method, path, retry_after)
+
+    def _error(
+        self, status: int, raw: bytes, method: str, path: str, retry_after: float | None
+    ) -> LosantError:
+        parsed: Any = None
+        if raw:
+            try:
+                parsed = _json.loads(raw)
+            except (ValueError, RecursionError):
+                parsed = None  # an error page in HTML: the status says enough
+        return error_for_status(
+            status,
+            parsed,
+            method=method,
+            path=path,
+            retry_after=retry_after,
+            max_retry_after=self._max_retry_after,
+        )
+
+    def _failed_after_sending(self, method: str, path: str, exc: BaseException) -> LosantError:
+        if self.closed:
+            return self._closed_under(method, path, in_flight=True)
+        applied = "" if method == "GET" else "; the request may have been applied"
+        return TransportError(
+            f"connection failed after sending ({type(exc).__name__}: "
+            f"{self.scrub(str(exc).encode()).decode()}){applied}",
+            method=method,
+            path=path,
+        )
+
+    def _closed_under(self, method: str, path: str, *, in_flight: bool) -> ClientClosedError:
+        applied = (
+            f"; this {method} was in flight and may have been applied"
+            if in_flight and method != "GET"
+            else ""
+        )
+        return ClientClosedError(
+            f"the client was closed while this call was running{applied}",
+            in_flight=in_flight,
+            method=method,
+            path=path,
+        )
+
+    def _too_large(self, method: str, path: str, status: int) -> ProtocolError:
+        return ProtocolError(
+            f"{status}: the server's answer exceeds max_response_bytes="
+            f"{self.max_response_bytes} bytes; stopped reading (raise "
+            "Client(max_response_bytes=...) if such an answer is expected)",
+            status=status,
+            method=method,
+            path=path,
+        )
+
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        """The whole body, read in chunks as they arrive (decompressed), up to the cap."""
+        cap = self.max_response_bytes
+        length = resp.content_length
+        if length is not None and length > cap and "Content-Encoding" not in resp.headers:
+            raise self._too_large(method, path, resp.status)
+        content = resp.content
+        first = await content.readany()
+        if not first:
+            return first
+        chunks = [first]
+        size = len(first)
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(method, path, resp.status)
+            chunks.append(chunk)
+        if size > cap:
+            raise self._too_large(method, path, resp.status)
+        return first if len(chunks) == 1 else b"".join(chunks)
+
+    async def _chunks(
+        self, resp: aiohttp.ClientResponse, method: str, path: str
+    ) -> AsyncGenerator[bytes]:
+        """The body as decompressed chunks as they arrive, up to the cap (for streaming)."""
+        cap = self.max_response_bytes
+        size = 0
+        content = resp.content
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(method, path, resp.status)
+            yield chunk
+
+
+_CONTENT_TYPE_JSON: Mapping[str, str] = CIMultiDictProxy(
+    CIMultiDict({"Content-Type": "application/json"})
+)
+
+
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = str(exc)
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def _redirect_error(status: int, location: str | None, method: str, path: str) -> RedirectError:
+    try:
+        host = URL(location).host if location else None
+    except ValueError:
+        host = None
+    where = f" to {host}" if host else (" to another path" if location else "")
+    return RedirectError(
+        f"{status}: the server redirected the request{where}; redirects are not followed "
+        "(check the API URL: it must be the API's own address)",
+        status=status,
+        method=method,
+        path=path,
+        location=location,
+    )

@@ -1,0 +1,85 @@
+"""The bulk importer's pacer: what it learns from 429s, on a clock the test controls."""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncmembers.bulk import _pacing
+from asyncmembers.bulk._pacing import Pacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def _pacer(concurrency: int = 32) -> tuple[Pacer, Clock]:
+    clock = Clock()
+    pacer = Pacer(concurrency, None)
+    pacer._loop = clock  # type: ignore[assignment]
+    pacer._interval_start = clock.now
+    return pacer, clock
+
+
+def _answers(pacer: Pacer, clock: Clock, n: int, seconds: float, status: int = 200) -> None:
+    """``n`` answers spread evenly over ``seconds``."""
+    for _ in range(n):
+        clock.now += seconds / n
+        pacer._in_flight += 1
+        pacer.release("POST", status, None)
+
+
+async def test_the_rate_is_measured_from_one_429_to_the_next_not_inflated_by_the_refill() -> None:
+    # A token bucket of 200/s holding 200: the import drains the full bucket plus the rate
+    # in 0.5 s, waits out a 1 s Retry-After, spends the refill (200) in a burst, then runs
+    # at the rate until the next 429 at 3.0 s.
+    pacer, clock = _pacer()
+    _answers(pacer, clock, 300, 0.5)
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    assert pacer.rate_limited == 1
+    # The first estimate includes the initial bucket: high, and corrected by the next.
+    assert pacer._rate == pytest.approx(600 * _pacing.BACKOFF_FRACTION)
+    assert pacer._credit == 0
+    clock.now += 1.0  # the pause
+    _answers(pacer, clock, 240, 0.2)  # the refill (200) at once, and 0.2 s of the rate
+    _answers(pacer, clock, 260, 1.3)  # then 200/s
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    # 500 answers between the two 429s (2.5 s apart): exactly the server's 200/s. A
+    # trailing one-second window would have read 200 + part of the burst: ~350/s.
+    assert pacer._rate == pytest.approx(200 * _pacing.BACKOFF_FRACTION)
+    # The bucket: 300 let through in the first 0.5 s, 100 of them the rate's.
+    assert pacer._burst == pytest.approx(200)
+    # What the bucket refills during the next 1 s pause goes out first (most of it).
+    assert pacer._credit == pytest.approx(_pacing.CREDIT_FRACTION * 200, abs=1)
+    assert pacer.concurrency_limit == 16  # grew back to 32 over 500 answers, halved again
+    # 429s within the same pause are one episode: the estimate is not redone.
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    assert pacer.rate_limited == 3
+    assert pacer._rate == pytest.approx(200 * _pacing.BACKOFF_FRACTION)
+
+
+async def test_rate_slots_are_one_over_the_rate_apart_and_start_after_the_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pacer, clock = _pacer()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(_pacing.asyncio, "sleep", sleep)
+    pacer._set_rate(1000.0)
+    pacer._next_slot = clock.now
+    for _ in range(4):
+        await pacer._rate_slot()  # the clock stands still: each waits one slot more
+    assert slept == pytest.approx([0.001, 0.002, 0.003])
+    # After a 429 the first slot is the end of the pause: nothing is sent during it.
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 2.0)
+    assert pacer._next_slot == pacer._pause_until == clock.now + 2.0
