@@ -23,11 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from typing import Any, NoReturn
 
 from ..client import Client
-from ..errors import (
-    BadRequestError,
-    LosantError,
-    ValidationError,
-)
+from ..errors import BadRequestError, LosantError, TransportError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
 from ..resources import member_path
 from ._digest import MemberTable
@@ -84,8 +80,17 @@ def member_keys(post: InstanceMemberPost) -> tuple[str, ...]:
 
 
 def is_fatal(exc: LosantError) -> bool:
-    """True when ``exc`` stops the whole run (classified once, in errors.py)."""
-    return exc.fatal
+    """True when ``exc`` stops the whole run.
+
+    The errors errors.py classifies as fatal (401, 403, unknown instance, closed client,
+    quota exhausted), and an API that could not be reached at all: a connection refused or
+    timed out on connect after every retry (not a row's own wait at the gate, which is
+    not retryable). Every later row would fail the same way, slowly; the run stops with
+    that error instead (the CLI's exit 4) and a re-run with the journal resumes.
+    """
+    if exc.fatal:
+        return True
+    return isinstance(exc, TransportError) and not exc.sent and exc.retryable
 
 
 def with_result(exc: BaseException, result: object) -> BaseException:

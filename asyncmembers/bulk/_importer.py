@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Callable, Iterable
 
 from .. import _schema
 from ..client import Client
-from ..errors import LosantError, TransportError, ValidationError
+from ..errors import LosantError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
 from ._digest import MemberTable
 from ._engine import (
@@ -186,9 +186,7 @@ class _Import:
             # Beside the pool, not in it: a long read must not hold a worker's slot.
             await engine.read_members(self.table, engine.side, on_start=started)
         except LosantError as exc:
-            if is_fatal(exc) or (isinstance(exc, TransportError) and not exc.sent):
-                # Fatal, or the API never answered at all (after retries): every row would
-                # fail the same way, so the import stops with it (the CLI's exit 4).
+            if is_fatal(exc):  # including an API that cannot be reached at all
                 raise Stop(exc) from exc
             # Only an optimisation: the server's answers to the POSTs still decide.
             logger.info("reading the current members failed (%s); going on without", exc)
