@@ -144,6 +144,7 @@ class MemberTable:
         "_odd",
         "_roles",
         "ready",
+        "seen_any",
     )
 
     def __init__(self) -> None:
@@ -159,6 +160,8 @@ class MemberTable:
         self._odd: dict[int, str] = {}
         #: True once the table holds every member of one complete read.
         self.ready = False
+        #: True once a read has put a member in the table (its answer is a member list).
+        self.seen_any = False
 
     def clear(self) -> None:
         """Empty the table (a read that is retried starts again from scratch)."""

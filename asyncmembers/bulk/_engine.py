@@ -348,8 +348,13 @@ class Engine:
         *,
         workers: int,
         background: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        keep_background: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Run ``feed`` and ``workers`` workers (and ``background`` until they are done)."""
+        """Run ``feed`` and ``workers`` workers, and ``background`` beside them.
+
+        ``background`` is cancelled when the workers are done, unless ``keep_background()``
+        is then True.
+        """
         if self.pacer is None:
             self.pacer = Pacer(self.concurrency, self.max_rate)
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.concurrency)
@@ -373,7 +378,7 @@ class Engine:
                 pool = [tg.create_task(feeder())]
                 pool += [tg.create_task(self._work(queue)) for _ in range(workers)]
                 if side is not None:
-                    tg.create_task(_cancel_when_done(pool, side))
+                    tg.create_task(_cancel_when_done(pool, side, keep_background))
         # Raised on their own, not in the task group's ExceptionGroup. "from its own
         # cause" keeps the cause each came with (the OSError under a journal write, the
         # aiohttp error under a TransportError) and keeps the group out of the traceback.
@@ -500,6 +505,7 @@ class Engine:
             n = 0
             async for item in items:
                 table.add_wire(item)
+                table.seen_any = True
                 n += 1
                 if n % 256 == 0:
                     await asyncio.sleep(0)  # a huge instance never holds the loop long
@@ -516,10 +522,14 @@ class _Retried(Exception):
         self.retries = retries
 
 
-async def _cancel_when_done(pool: list[asyncio.Task[None]], side: asyncio.Task[None]) -> None:
-    """Cancel the background task once the pool has finished (it only saves requests)."""
+async def _cancel_when_done(
+    pool: list[asyncio.Task[None]], side: asyncio.Task[None], keep: Callable[[], bool]
+) -> None:
+    """Once the pool has finished, cancel the background task (it only saves requests),
+    unless ``keep()`` says its outcome still matters: then let it end."""
     await asyncio.wait(pool)
-    side.cancel()
+    if not keep():
+        side.cancel()
 
 
 async def scan_members(

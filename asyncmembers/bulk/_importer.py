@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Callable, Iterable
 
 from .. import _schema
 from ..client import Client
-from ..errors import LosantError, ValidationError
+from ..errors import LosantError, ProtocolError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
 from ._digest import MemberTable
 from ._engine import (
@@ -174,6 +174,10 @@ class _Import:
             feed,
             workers=1 if dry_run else engine.concurrency,
             background=None if dry_run else self._read_members,
+            # A read that has not shown a single member yet may still be about to say the
+            # server is broken (an answer that is no member list): that is let end, and
+            # raised. Once it has shown members it is only saving requests: cancelled.
+            keep_background=lambda: not self.table.seen_any,
         )
 
     async def _read_members(self) -> None:
@@ -186,7 +190,9 @@ class _Import:
             # Beside the pool, not in it: a long read must not hold a worker's slot.
             await engine.read_members(self.table, engine.side, on_start=started)
         except LosantError as exc:
-            if is_fatal(exc):  # including an API that cannot be reached at all
+            if is_fatal(exc) or isinstance(exc, ProtocolError):
+                # Fatal (an API that cannot be reached included), or an answer that is no
+                # member list: a server that breaks the contract cannot settle rows.
                 raise Stop(exc) from exc
             # Only an optimisation: the server's answers to the POSTs still decide.
             logger.info("reading the current members failed (%s); going on without", exc)
