@@ -3,7 +3,7 @@
 import logging
 
 from ._version import __version__
-from .bulk import BulkResult, ItemFailure, Outcome, bulk_import
+from .bulk import BulkResult, ItemFailure, Outcome, Progress, SyncResult, bulk_import, sync_members
 from .client import Client
 from .errors import (
     BadRequestError,
@@ -39,15 +39,18 @@ __all__ = [
     "LosantError",
     "NotFoundError",
     "Outcome",
+    "Progress",
     "ProtocolError",
     "RateLimitError",
     "RedirectError",
     "RetryPolicy",
     "Role",
     "ServerError",
+    "SyncResult",
     "TransportError",
     "UnauthorizedError",
     "ValidationError",
     "__version__",
     "bulk_import",
+    "sync_members",
 ]

@@ -75,9 +75,13 @@ async def test_soak_every_fault_at_once(seed: int, concurrency: int) -> None:
         drop_after_commit_rate=0.03,
     )
     rows, invalid, emails = rows_with_mess(2000)
-    async with FakeLosantServer(tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults, seed=seed) as srv:
+    async with FakeLosantServer(
+        tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults, seed=seed
+    ) as srv:
         async with am.Client(TOKEN, url=srv.url, retry=FAST_RETRY) as c:
-            result = await am.bulk_import(c, instanceId=IID, members=iter(rows), concurrency=concurrency)
+            result = await am.bulk_import(
+                c, instanceId=IID, members=iter(rows), concurrency=concurrency
+            )
         got = server_emails(srv)
         stats = srv.stats
     assert sorted(got) == sorted(emails)  # exactly the valid rows, once each
@@ -92,7 +96,9 @@ async def test_soak_every_fault_at_once(seed: int, concurrency: int) -> None:
     assert result.retries > 0
 
 
-async def test_failure_carries_index_and_row_as_given(client: am.Client, server: FakeLosantServer) -> None:
+async def test_failure_carries_index_and_row_as_given(
+    client: am.Client, server: FakeLosantServer
+) -> None:
     bad = {"email": "nope", "role": "view"}
     rows = [{"email": "a@example.com", "role": "view"}, bad, {"userId": "123", "role": "view"}]
     result = await am.bulk_import(client, instanceId=IID, members=rows)
@@ -102,14 +108,22 @@ async def test_failure_carries_index_and_row_as_given(client: am.Client, server:
     assert server.stats.by_status[400] == 0  # invalid rows were never sent
 
 
-async def test_already_members_are_skipped_without_a_post(client: am.Client, server: FakeLosantServer) -> None:
+async def test_already_members_are_skipped_naming_their_role(
+    client: am.Client, server: FakeLosantServer
+) -> None:
     server.add_member(IID, email="Old@Example.com", role="view")
-    result = await am.bulk_import(
-        client, instanceId=IID, members=[{"email": "old@example.com", "role": "admin"}, {"email": "new@example.com", "role": "view"}]
-    )
-    assert (result.created, result.skipped) == (1, 1)
-    assert result.skipped_by_reason == {"already a member": 1}
+    server.add_member(IID, email="same@example.com", role="admin")
+    rows = [
+        {"email": "old@example.com", "role": "admin"},
+        {"email": "new@example.com", "role": "view"},
+        {"email": "SAME@example.com", "role": "admin"},
+    ]
+    result = await am.bulk_import(client, instanceId=IID, members=rows)
+    assert (result.created, result.updated, result.skipped) == (1, 0, 2)
+    # A differing role is never skipped silently: the reason names the current role.
+    assert result.skipped_by_reason == {"already a member with role view": 1, "already a member": 1}
     assert server.stats.posts_applied == 1
+    assert {m["email"].lower(): m["role"] for m in server.members(IID)}["old@example.com"] == "view"
     assert result.ok
 
 
@@ -128,7 +142,11 @@ async def test_duplicates_beyond_the_window_are_still_added_once(
 
 async def test_outcomes_are_reported_as_they_happen(client: am.Client) -> None:
     seen: list[Outcome] = []
-    rows = [{"email": "a@example.com", "role": "view"}, {"email": "a@example.com", "role": "view"}, {"email": "b", "role": "view"}]
+    rows = [
+        {"email": "a@example.com", "role": "view"},
+        {"email": "a@example.com", "role": "view"},
+        {"email": "b", "role": "view"},
+    ]
     result = await am.bulk_import(client, instanceId=IID, members=rows, on_outcome=seen.append)
     by_index = {o.index: o for o in seen}
     assert len(seen) == 3
@@ -162,7 +180,9 @@ async def test_input_is_consumed_lazily(client: am.Client) -> None:
     def on_outcome(o: Outcome) -> None:
         progress.append((read, o.index))
 
-    await am.bulk_import(client, instanceId=IID, members=gen(), concurrency=4, on_outcome=on_outcome)
+    await am.bulk_import(
+        client, instanceId=IID, members=gen(), concurrency=4, on_outcome=on_outcome
+    )
     # At every outcome, the reader was never more than a small bounded distance ahead.
     ahead = max(r - done_count for done_count, (r, _) in enumerate(progress, 1))
     assert ahead <= 4 * 2 + 2, ahead
@@ -170,17 +190,23 @@ async def test_input_is_consumed_lazily(client: am.Client) -> None:
 
 
 async def test_pool_never_exceeds_concurrency(server: FakeLosantServer) -> None:
-    """A spy on the wire: aiohttp's trace hooks count requests in flight."""
+    """A spy on the wire: aiohttp's trace hooks count the rows' requests in flight.
+
+    (The one background read of the member list runs beside the pool, so that rows never
+    wait for it; it is not a row's request.)
+    """
     in_flight = peak = 0
 
-    async def start(*_: Any) -> None:
+    async def start(_s: Any, _c: Any, params: aiohttp.TraceRequestStartParams) -> None:
         nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
+        if params.method == "POST":
+            in_flight += 1
+            peak = max(peak, in_flight)
 
-    async def end(*_: Any) -> None:
+    async def end(_s: Any, _c: Any, params: Any) -> None:
         nonlocal in_flight
-        in_flight -= 1
+        if params.method == "POST":
+            in_flight -= 1
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(start)
@@ -263,7 +289,14 @@ async def test_cancellation_leaves_nothing_behind(server: FakeLosantServer, tmp_
                 twenty_done.set()
 
         task = asyncio.create_task(
-            am.bulk_import(c, instanceId=IID, members=rows, concurrency=16, journal=journal, on_outcome=on_outcome)
+            am.bulk_import(
+                c,
+                instanceId=IID,
+                members=rows,
+                concurrency=16,
+                journal=journal,
+                on_outcome=on_outcome,
+            )
         )
         await twenty_done.wait()
         task.cancel()
@@ -320,9 +353,16 @@ async def test_dry_run_sends_no_post(client: am.Client, server: FakeLosantServer
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"concurrency": 0}, "concurrency"), ({"concurrency": 2.5}, "concurrency"), ({"max_rate": 0}, "max_rate"), ({"instanceId": "x"}, "instanceId")],
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"concurrency": 2.5}, "concurrency"),
+        ({"max_rate": 0}, "max_rate"),
+        ({"instanceId": "x"}, "instanceId"),
+    ],
 )
-async def test_bad_settings_are_refused_at_the_call(client: am.Client, kwargs: dict[str, Any], field: str) -> None:
+async def test_bad_settings_are_refused_at_the_call(
+    client: am.Client, kwargs: dict[str, Any], field: str
+) -> None:
     args: dict[str, Any] = {"instanceId": IID, "members": [], **kwargs}
     with pytest.raises(am.ValidationError) as info:
         await am.bulk_import(client, **args)
@@ -335,7 +375,9 @@ async def test_rows_that_know_their_line_number(client: am.Client) -> None:
             try:
                 return am.InstanceMemberPost(role=self.role, email=self.email)
             except am.ValidationError as exc:
-                raise am.ValidationError(f"line {self.line}: {exc.message}", field=exc.field) from exc
+                raise am.ValidationError(
+                    f"line {self.line}: {exc.message}", field=exc.field
+                ) from exc
 
     rows = [Row(line=2, email="ok@example.com", role="view"), Row(line=3, email="bad", role="view")]
     result = await am.bulk_import(client, instanceId=IID, members=rows)
@@ -347,7 +389,9 @@ async def test_rows_that_know_their_line_number(client: am.Client) -> None:
 async def test_rate_limited_server_pauses_together_and_loses_nothing() -> None:
     faults = Faults(rate_limit=300.0, rate_limit_burst=30.0)
     rows = [{"email": f"r{i}@example.com", "role": "view"} for i in range(600)]
-    async with FakeLosantServer(tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults) as srv:
+    async with FakeLosantServer(
+        tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults
+    ) as srv:
         async with am.Client(TOKEN, url=srv.url) as c:
             result = await am.bulk_import(c, instanceId=IID, members=rows, concurrency=32)
         assert len(srv.members(IID)) == 600
@@ -361,9 +405,13 @@ async def test_outcomes_count_each_rows_retries() -> None:
     faults = Faults(error_rate=0.3)
     rows = [{"email": f"retry{i}@example.com", "role": "view"} for i in range(200)]
     outcomes: list[Outcome] = []
-    async with FakeLosantServer(tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults, seed=9) as srv:
+    async with FakeLosantServer(
+        tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults, seed=9
+    ) as srv:
         async with am.Client(TOKEN, url=srv.url, retry=FAST_RETRY) as c:
-            result = await am.bulk_import(c, instanceId=IID, members=rows, concurrency=8, on_outcome=outcomes.append)
+            result = await am.bulk_import(
+                c, instanceId=IID, members=rows, concurrency=8, on_outcome=outcomes.append
+            )
         errors_answered = sum(n for status, n in srv.stats.by_status.items() if status >= 500)
         assert srv.stats.posts_applied == len(rows)
     per_row = sum(o.retries for o in outcomes)
@@ -403,7 +451,16 @@ async def test_journal_write_failure_mid_run_stops_with_the_partial_result(
     monkeypatch.setattr(_journal.Journal, "__init__", init)
     rows = [{"email": f"full{i}@example.com", "role": "view"} for i in range(50)]
     with pytest.raises(am.LosantError, match=r"cannot write journal .*No space left") as info:
-        await am.bulk_import(client, instanceId=IID, members=rows, journal=tmp_path / "j", concurrency=2)
-    assert isinstance(info.value.__cause__, OSError)
+        await am.bulk_import(
+            client, instanceId=IID, members=rows, journal=tmp_path / "j", concurrency=2
+        )
+    # The raised error is a copy with .result (LosantError.with_result), caused by the
+    # original, which is caused by the OSError.
+    chain: list[BaseException] = []
+    cause: BaseException | None = info.value
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__
+    assert any(isinstance(c, OSError) for c in chain), chain
     assert info.value.result is not None
     assert 4 <= info.value.result.total < 50

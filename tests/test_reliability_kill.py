@@ -53,7 +53,7 @@ def write_members_csv(path: Path, n: int, seed: int) -> set[str]:
             identities.add("u:" + user_id)
         else:
             email = f"kill{i}.{rng.randrange(10**6)}@example.com"
-            lines.append(f"{email},,{rng.choice(['admin', 'view'])},\"a, quoted note\"")
+            lines.append(f'{email},,{rng.choice(["admin", "view"])},"a, quoted note"')
             identities.add("e:" + email.lower())
         if i % 50 == 10:  # a repeat of the row just written, differently cased and padded
             last = lines[-1].split(",")
@@ -78,9 +78,21 @@ def fake_server(tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "server.err").open("wb")
     proc = subprocess.Popen(
         python_m(
-            "fake-server", "--port", "0", "--token", TOKEN, "--instance", IID,
-            "--latency", "0.02", "--error-rate", "0.03", "--drop-after-commit-rate", "0.03",
-            "--seed", "7",
+            "fake-server",
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+            "--instance",
+            IID,
+            "--latency",
+            "0.02",
+            "--error-rate",
+            "0.03",
+            "--drop-after-commit-rate",
+            "0.03",
+            "--seed",
+            "7",
         ),
         stdout=subprocess.PIPE,
         stderr=log,
@@ -113,8 +125,19 @@ def journal_lines(path: Path) -> int:
 
 def import_command(csv_path: Path, journal: Path, url: str) -> list[str]:
     return python_m(
-        "import", str(csv_path), "--instance", IID, "--journal", str(journal),
-        "--url", url, "--token", TOKEN, "--concurrency", "8", "--no-progress",
+        "import",
+        str(csv_path),
+        "--instance",
+        IID,
+        "--journal",
+        str(journal),
+        "--url",
+        url,
+        "--token",
+        TOKEN,
+        "--concurrency",
+        "8",
+        "--no-progress",
     )
 
 
@@ -139,7 +162,10 @@ def test_kill_9_at_random_points_then_resume(fake_server: str, tmp_path: Path) -
         out = (tmp_path / f"run{run}.out").open("wb")
         proc = subprocess.Popen(
             import_command(csv_path, journal, url),
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=child_env(),
         )
         try:
             # Kill once this run has made progress, after a random extra moment: anywhere
@@ -163,7 +189,10 @@ def test_kill_9_at_random_points_then_resume(fake_server: str, tmp_path: Path) -
 
     final = subprocess.run(
         import_command(csv_path, journal, url),
-        capture_output=True, cwd=ROOT, env=child_env(), timeout=120,
+        capture_output=True,
+        cwd=ROOT,
+        env=child_env(),
+        timeout=120,
     )
     output = final.stdout.decode() + final.stderr.decode()
     assert final.returncode == 0, output
@@ -206,9 +235,10 @@ def test_journal_cut_at_every_byte_loads_and_resumes(tmp_path: Path) -> None:
         complete = sum(1 for end in line_ends if end <= cut)
         expected = done_after[complete - 1] if complete else set()
 
-        j = Journal(path, IID)  # never fatal
+        j = Journal(path, IID)  # never fatal: a torn header is a new journal
         # Every complete line counts; a torn one may count only if it is whole JSON.
-        assert expected <= j.done <= done_after[min(complete, len(done_after) - 1)], cut
+        done = held(j, ALL_KEYS)
+        assert expected <= done <= done_after[min(complete, len(done_after) - 1)], cut
         j.record(9, ("e:new@example.com",), "created")
         j.close()
 
@@ -220,8 +250,24 @@ def test_journal_cut_at_every_byte_loads_and_resumes(tmp_path: Path) -> None:
         with pytest.raises(am.ValidationError, match="belongs to instance"):
             Journal(path, OTHER_IID)
         again = Journal(path, IID)
-        assert expected | {"e:new@example.com"} <= again.done, cut
+        assert expected | {"e:new@example.com"} <= held(again, ALL_KEYS | {"e:new@example.com"}), (
+            cut
+        )
         again.close()
+
+
+ALL_KEYS = {
+    "e:ann@example.com",
+    "u:" + "a" * 24,
+    "e:both@example.com",
+    "e:bad@example.com",
+    "e:ünï@example.com",
+}
+
+
+def held(journal: Journal, candidates: set[str]) -> set[str]:
+    """Which of ``candidates`` the journal holds as done (it keeps digests, not strings)."""
+    return {key for key in candidates if key in journal.done}
 
 
 def _is_json(line: bytes) -> bool:
@@ -245,8 +291,12 @@ def test_journal_with_garbage_and_invalid_utf8_is_not_fatal(tmp_path: Path) -> N
         b'{"row":4,"key":"e:d@exa'
     )
     j = Journal(path, IID)
-    assert j.done == {"e:a@example.com", "e:c@example.com"}
-    j.close()
+    try:
+        candidates = {f"e:{c}@example.com" for c in "abcd"}
+        assert held(j, candidates) == {"e:a@example.com", "e:c@example.com"}
+        assert len(j.done) == 2
+    finally:
+        j.close()
 
 
 async def test_resume_with_a_journal_torn_mid_line_adds_nothing_twice(tmp_path: Path) -> None:
@@ -282,9 +332,12 @@ async def test_a_kill_while_a_row_is_in_flight_never_marks_it_done(tmp_path: Pat
         {"email": " SLOW@example.com ", "role": "admin"},
     ]
     journal = tmp_path / "j.journal"
-    async with FakeLosantServer(
-        tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=Faults(latency=0.3)
-    ) as server, am.Client(TOKEN, url=server.url) as client:
+    async with (
+        FakeLosantServer(
+            tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=Faults(latency=0.3)
+        ) as server,
+        am.Client(TOKEN, url=server.url) as client,
+    ):
         task: asyncio.Task[am.BulkResult] | None = None
 
         def kill_on_duplicate(outcome: am.Outcome) -> None:
@@ -294,12 +347,125 @@ async def test_a_kill_while_a_row_is_in_flight_never_marks_it_done(tmp_path: Pat
 
         task = asyncio.create_task(
             am.bulk_import(
-                client, instanceId=IID, members=rows, journal=journal,
+                client,
+                instanceId=IID,
+                members=rows,
+                journal=journal,
                 on_outcome=kill_on_duplicate,
             )
         )
         with pytest.raises(asyncio.CancelledError):
             await task
     j = Journal(journal, IID)
-    assert "e:slow@example.com" not in j.done
-    j.close()
+    try:
+        assert "e:slow@example.com" not in j.done
+    finally:
+        j.close()
+
+
+# -- sync: kill -9 mid-apply, then a re-run converges --------------------------------------
+
+SYNC_SCRIPT = """
+import asyncio, json, sys
+import asyncmembers as am
+
+async def main():
+    url, desired, journal, token, iid = sys.argv[1:6]
+    with open(desired) as f:
+        rows = json.load(f)
+    retry = am.RetryPolicy(attempts=10, wait_initial=0.005, wait_max=0.05, timeout=60)
+    async with am.Client(token, url=url, retry=retry) as client:
+        result = await am.sync_members(
+            client, instanceId=iid, members=iter(rows), prune=True, max_removals=10_000,
+            concurrency=8, journal=journal,
+        )
+    print(json.dumps(result.to_dict()))
+    return 0 if result.ok else 1
+
+sys.exit(asyncio.run(main()))
+"""
+
+
+def change_lines(path: Path) -> int:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    return sum(
+        data.count(f'"outcome":"{kind}"'.encode()) for kind in ("created", "updated", "removed")
+    )
+
+
+async def seed_members(url: str, members: dict[str, str]) -> None:
+    rows = [{"email": email, "role": role} for email, role in members.items()]
+    retry = am.RetryPolicy(attempts=10, wait_initial=0.005, wait_max=0.05, timeout=60)
+    async with am.Client(TOKEN, url=url, retry=retry) as client:
+        result = await am.bulk_import(client, instanceId=IID, members=rows, concurrency=16)
+    assert result.created == len(rows), result
+
+
+async def members_by_email(url: str) -> dict[str, str]:
+    async with am.Client(TOKEN, url=url) as client:
+        members = await client.instance_members.get(instanceId=IID)
+    out: dict[str, str] = {}
+    for m in members.items:
+        assert m.email is not None and m.email.lower() not in out
+        out[m.email.lower()] = str(m.role)
+    return out
+
+
+def test_kill_9_mid_sync_then_a_rerun_converges(fake_server: str, tmp_path: Path) -> None:
+    url = fake_server
+    rng = random.Random(77)
+    current = {f"cur{i}@example.com": rng.choice(["view", "admin"]) for i in range(400)}
+    asyncio.run(seed_members(url, current))
+    desired: list[dict[str, str]] = []
+    for i, (email, role) in enumerate(current.items()):
+        if i % 4 == 0:
+            continue  # leaves
+        if i % 4 == 1:
+            role = "admin" if role == "view" else "view"
+        desired.append({"email": email, "role": role})
+    desired += [{"email": f"joiner{i}@example.com", "role": "view"} for i in range(100)]
+    rng.shuffle(desired)
+    want = {row["email"]: row["role"] for row in desired}
+    desired_path = tmp_path / "desired.json"
+    desired_path.write_text(json.dumps(desired))
+    script = tmp_path / "sync.py"
+    script.write_text(SYNC_SCRIPT)
+    journal = tmp_path / "sync.journal"
+    command = [sys.executable, str(script), url, str(desired_path), str(journal), TOKEN, IID]
+
+    kills = 0
+    for run in range(3):
+        before = change_lines(journal)
+        out = (tmp_path / f"sync{run}.out").open("wb")
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env()
+        )
+        try:
+            give_up = time.monotonic() + 60
+            while change_lines(journal) < before + 5 and proc.poll() is None:
+                assert time.monotonic() < give_up, "the sync made no progress"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.2))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:  # pragma: no cover
+                proc.kill()
+                proc.wait()
+            out.close()
+        assert proc.returncode in (-signal.SIGKILL, 0), (tmp_path / f"sync{run}.out").read_text()
+    assert kills >= 2, "the syncs finished before they could be killed; slow the server"
+
+    final = subprocess.run(command, capture_output=True, cwd=ROOT, env=child_env(), timeout=120)
+    output = final.stdout.decode() + final.stderr.decode()
+    assert final.returncode == 0, output
+    assert TOKEN not in output
+    figures = json.loads(final.stdout.decode().strip().splitlines()[-1])
+    # The last run accounts for every row once (plus what it had left to remove).
+    assert figures["total"] == len(desired) + figures["removed"]
+    assert asyncio.run(members_by_email(url)) == want

@@ -1,73 +1,60 @@
-"""``bulk_import``: add many members concurrently, losing nothing and duplicating nothing.
+"""``bulk_import``: the add-only use of the engine (plus ``update_roles``).
 
-Shape: one feeder task reads the input lazily, validates and classifies each row, and
-puts only the rows that need a request on a small bounded queue; a fixed pool of
-``concurrency`` workers takes rows from it. Memory does not grow with the input: the
-queue holds at most ``concurrency`` rows, successes are counted rather than kept, and the
-index of rows already seen (to skip duplicates without a request) is a bounded window.
+No idle round trip before the first POST: rows are POSTed at once and the server's
+"already a member" answer is the source of truth. Meanwhile one streamed read of the
+instance's members fills a compact :class:`MemberTable` in the background; once it is
+complete, rows it shows as members are settled without a POST (skipped, or PATCHed with
+``update_roles``). The read is cancelled when the rows run out first, so a 1-row import
+into a 200k-member instance costs one POST, not the whole list.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import math
+import logging
 import os
-import time
 from collections.abc import AsyncIterable, Callable, Iterable
-from typing import Any
 
 from .. import _schema
 from ..client import Client
-from ..errors import BadRequestError, LosantError, ValidationError
+from ..errors import LosantError, ProtocolError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
+from ._digest import MemberTable
+from ._engine import (
+    ADD,
+    PATCH,
+    Engine,
+    Job,
+    Stop,
+    _Retried,
+    _WorkerGate,
+    check_progress,
+    check_settings,
+    find_member,
+    import_key,
+    is_fatal,
+    raise_with_result,
+    read_rows,
+)
 from ._journal import Journal
-from ._pacing import Pacer
-from ._result import ALREADY_MEMBER, DONE_EARLIER, DUPLICATE, BulkResult, ItemFailure, Outcome
+from ._result import (
+    ALREADY_MEMBER,
+    DONE_EARLIER,
+    DUPLICATE,
+    BulkResult,
+    Outcome,
+    Progress,
+)
 
 __all__ = ["DEDUPE_WINDOW", "bulk_import"]
+
+logger = logging.getLogger("asyncmembers")
 
 #: How many recent member keys are remembered to skip duplicates without a request (about
 #: 1 MB). A duplicate further back is still never added twice: the server answers "already
 #: a member" and the row is skipped with that reason. Bounded so memory stays flat.
 DEDUPE_WINDOW = 10_000
-
-_Job = tuple[int, object, InstanceMemberPost, tuple[str, ...]]
-
-
-class _Stop(Exception):
-    """Raised inside the task group to stop every task for a fatal error."""
-
-    def __init__(self, error: LosantError) -> None:
-        self.error = error
-
-
-def _keys(post: InstanceMemberPost) -> tuple[str, ...]:
-    if post.user_id is not None and post.email is not None:
-        return ("u:" + post.user_id.lower(), "e:" + post.email.lower())
-    if post.user_id is not None:
-        return ("u:" + post.user_id.lower(),)
-    assert post.email is not None
-    return ("e:" + post.email.lower(),)
-
-
-def _check_settings(concurrency: object, max_rate: object) -> None:
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-        raise ValidationError(
-            f"concurrency must be a whole number of at least 1 (how many requests may be in "
-            f"flight at once, e.g. 16), got {concurrency!r}",
-            field="concurrency",
-        )
-    if max_rate is not None and (
-        not isinstance(max_rate, int | float)
-        or isinstance(max_rate, bool)
-        or not 0 < max_rate < math.inf
-    ):
-        raise ValidationError(
-            f"max_rate must be requests per second greater than zero, or None for no limit; "
-            f"got {max_rate!r}",
-            field="max_rate",
-        )
 
 
 async def bulk_import(
@@ -81,277 +68,290 @@ async def bulk_import(
     journal: str | os.PathLike[str] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     losantdomain: str | None = None,
+    update_roles: bool = False,
+    max_failures_kept: int | None = 1000,
+    progress: Progress | None = None,
+    protect: Iterable[str | os.PathLike[str] | None] = (),
 ) -> BulkResult:
     """Add every member in ``members`` to the instance; return a :class:`BulkResult`.
 
     ``members`` is an iterable or async iterable of :class:`InstanceMemberPost`, mappings
     in wire form, or rows with a ``to_member_post()`` method; it is read lazily, never far
-    ahead of the work. Each row ends created, skipped (already a member, a duplicate of an
-    earlier row, or done in an earlier run per the ``journal``) or failed (kept in
-    ``result.failures`` with its index and error; invalid rows fail with
-    ``ValidationError`` and are never sent). Retries go through the client's
+    ahead of the work. Each row ends created, updated (``update_roles``), skipped (already
+    a member, a duplicate of an earlier row, or done in an earlier run per the
+    ``journal``) or failed (invalid rows fail with ``ValidationError`` and are never
+    sent). A row for an existing member whose role differs is PATCHed when
+    ``update_roles`` is True, else skipped with the reason ``already a member with role
+    view`` (naming the current role). Retries go through the client's
     :class:`RetryPolicy`; a POST is never applied twice.
 
-    ``concurrency`` bounds requests in flight; ``max_rate`` caps requests per second. On a
-    429 every worker pauses together for the ``Retry-After`` and the rate adapts.
-    ``on_outcome`` is called with an :class:`Outcome` for each row as it finishes.
-    ``journal`` names a JSON Lines file that records outcomes and makes a re-run resume.
-    ``dry_run`` validates and plans without sending any POST.
+    ``result.failures`` keeps the first ``max_failures_kept`` failures (None: all);
+    every failure goes to ``on_outcome`` and the journal as it happens. ``progress`` (a
+    :class:`Progress`) is updated live. ``concurrency`` bounds the rows' requests in
+    flight (the one background read of the member list runs beside them);
+    ``max_rate`` caps requests per second; on a 429 every worker pauses together.
+    ``journal`` names a JSON Lines file that records outcomes and makes a re-run resume;
+    it is locked for the run, and refused if it is not a journal of this instance or is
+    one of the ``protect`` paths (pass the input file and the error report).
+    ``dry_run`` plans without sending any change.
 
-    A fatal error (401, 403, unknown instance, or the client closed under it) stops the
-    import at once and is raised, with the partial result on its ``result`` attribute.
-    Cancelling the call stops every worker; outcomes recorded so far are in the journal.
+    A fatal error (401, 403, unknown instance, the client closed under it), a failing
+    journal or an ``on_outcome`` that raises stops the import at once: the error is
+    raised with the partial result on its ``result`` attribute.
     """
-    _check_settings(concurrency, max_rate)
-    path = f"/instances/{_schema.check_object_id(instanceId, 'instanceId')}/members"
+    kept = check_settings(concurrency, max_rate, max_failures_kept)
+    instance_id = _schema.check_object_id(instanceId, "instanceId")
     _schema.check_header_value(losantdomain, "losantdomain")
-    run = _Run(client, path, concurrency, max_rate, dry_run, on_outcome, losantdomain)
-    if journal is not None:
-        run.journal = Journal(journal, instanceId)
+    progress = check_progress(progress)
+    engine = Engine(
+        client,
+        instance_id,
+        result=BulkResult(dry_run=dry_run),
+        concurrency=concurrency,
+        max_rate=max_rate,
+        on_outcome=on_outcome,
+        losantdomain=losantdomain,
+        progress=progress,
+    )
+    engine.result._failures.kept = kept
+    run = _Import(engine, update_roles=bool(update_roles))
     try:
+        if journal is not None:
+            # Reading a large journal is blocking file work: off the event loop.
+            engine.journal = await asyncio.to_thread(
+                Journal, journal, instance_id, mode="import", protect=protect
+            )
         await run.execute(members)
-    except _Stop as stop:
-        stop.error.result = run.finish()
-        # "from its own cause": keeps the cause it came with, drops the internal _Stop.
-        raise stop.error from stop.error.__cause__
+    except Stop as stop:
+        raise_with_result(stop.error, engine.finish())
     except LosantError as exc:
-        exc.result = run.finish()
-        raise
+        raise_with_result(exc, engine.finish())
     finally:
-        run.close()
-    return run.finish()
+        engine.close()
+        engine.finish()
+    result = engine.finish()
+    assert isinstance(result, BulkResult)
+    return result
 
 
-class _Run:
-    """The state of one import: counters, failures, the dedupe window, the journal."""
+class _Import:
+    """Classifies rows for the engine and settles rows the server already has."""
 
-    def __init__(
-        self,
-        client: Client,
-        path: str,
-        concurrency: int,
-        max_rate: float | None,
-        dry_run: bool,
-        on_outcome: Callable[[Outcome], None] | None,
-        losantdomain: str | None,
-    ) -> None:
-        self.resource = client.instance_members
-        self.path = path
-        self.concurrency = concurrency
-        self.max_rate = max_rate
-        self.losantdomain = losantdomain
-        self.on_outcome = on_outcome
-        self.result = BulkResult(dry_run=dry_run)
-        self.journal: Journal | None = None
-        self.existing: set[str] = set()
+    def __init__(self, engine: Engine, *, update_roles: bool) -> None:
+        self.engine = engine
+        self.update_roles = update_roles
+        self.table = MemberTable()
         # The dedupe window: key -> first row index, evicted oldest first via the deque.
         # (Deleting a dict's first key repeatedly leaves dummy slots that every later
         # next(iter(dict)) scans past: quadratic at a million rows.)
         self.seen: dict[str, int] = {}
         self.seen_order: collections.deque[str] = collections.deque()
-        self.pacer: Pacer | None = None
-        self.input_error: Exception | None = None
-        self.posted_rows = 0
-        self.started = time.perf_counter()
-
-    def finish(self) -> BulkResult:
-        r = self.result
-        r.elapsed = time.perf_counter() - self.started
-        if self.pacer is not None:
-            r.requests = self.pacer.requests
-            r.retries = max(0, self.pacer.posts - self.posted_rows)
-            r.rate_limited = self.pacer.rate_limited
-        return r
-
-    def close(self) -> None:
-        if self.journal is not None:
-            self.journal.close()
-
-    # -- outcomes -------------------------------------------------------------------------
-
-    def _done(
-        self,
-        index: int,
-        member: object,
-        kind: str,
-        keys: tuple[str, ...],
-        reason: str | None = None,
-        error: LosantError | None = None,
-        category: str | None = None,
-        retries: int = 0,
-    ) -> None:
-        r = self.result
-        r.total += 1
-        if kind == "created":
-            r.created += 1
-        elif kind == "skipped":
-            r.skipped += 1
-            cat = category or reason or "skipped"
-            r.skipped_by_reason[cat] = r.skipped_by_reason.get(cat, 0) + 1
-        else:
-            assert error is not None
-            r.failures.append(ItemFailure(index, member, error))
-        if self.journal is not None and not r.dry_run:
-            # A duplicate of an earlier row proves nothing: that row may still be in
-            # flight, and if the run is killed now a re-run must not skip it as done.
-            self.journal.record(index, keys, "duplicate" if category == DUPLICATE else kind)
-        if self.on_outcome is not None:
-            self.on_outcome(Outcome(index, member, kind, reason, error, retries))  # type: ignore[arg-type]
-
-    # -- the run --------------------------------------------------------------------------
+        engine.on_already = self._already
+        engine.on_confirmed = self._confirmed
+        # When the (last) read of the members began to arrive: its snapshot was taken
+        # before then, so it is prior knowledge for any row first sent after it.
+        self.snapshot_at: float | None = None
+        self.read_over = asyncio.Event()
 
     async def execute(self, members: Iterable[MemberLike] | AsyncIterable[MemberLike]) -> None:
-        self.pacer = Pacer(self.concurrency, self.max_rate)
-        await self._load_existing()
-        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency)
-        workers = 1 if self.result.dry_run else self.concurrency
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._feed(members, queue, workers))
-                for _ in range(workers):
-                    tg.create_task(self._work(queue))
-        # Raised on their own, not in the task group's ExceptionGroup. "from its own
-        # cause" keeps the cause each came with (the OSError under a journal write, the
-        # aiohttp error under a TransportError) and keeps the group out of the traceback.
-        except* _Stop as group:
-            raise group.exceptions[0] from None
-        except* LosantError as group:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        except* Exception as group:  # e.g. the caller's iterator failed
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        if self.input_error is not None:
-            raise self.input_error
+        engine = self.engine
+        dry_run = engine.result.dry_run
+        from ._pacing import Pacer
 
-    async def _load_existing(self) -> None:
-        try:
-            data = await self.resource.list_raw(
-                self.path, losantdomain=self.losantdomain, gate=self.pacer
-            )
-        except LosantError as exc:
-            if exc.fatal:
-                raise _Stop(exc) from exc
-            raise
-        for item in data:
-            email, user_id = item.get("email"), item.get("userId")
-            if isinstance(email, str):
-                self.existing.add("e:" + email.lower())
-            if isinstance(user_id, str):
-                self.existing.add("u:" + user_id.lower())
+        engine.pacer = Pacer(engine.concurrency, engine.max_rate)
+        if dry_run:
+            # Planning needs the current members before the first row is judged.
+            await self._read_members()
 
-    async def _feed(
-        self,
-        members: Iterable[MemberLike] | AsyncIterable[MemberLike],
-        queue: asyncio.Queue[_Job | None],
-        workers: int,
-    ) -> None:
-        try:
-            await self._read(members, queue)
-        except Exception as exc:
-            # The input failed part-way (e.g. a SourceError at line N): the rows read
-            # before it are still finished by the workers, so each one is accounted for
-            # (and none is left applied but unreported); then the error is raised.
-            self.input_error = exc
-        for _ in range(workers):
-            await queue.put(None)
-
-    async def _read(
-        self,
-        members: Iterable[MemberLike] | AsyncIterable[MemberLike],
-        queue: asyncio.Queue[_Job | None],
-    ) -> None:
-        index = 0
-        if isinstance(members, AsyncIterable):
-            iterator = aiter(members)
-            try:
-                async for item in iterator:
-                    job = self._classify(index, item)
-                    index += 1
-                    if job is not None:
-                        await queue.put(job)
-            finally:
-                aclose = getattr(iterator, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-        else:
-            for item in members:
+        async def feed(queue: asyncio.Queue[Job | None]) -> None:
+            def each(index: int, item: object) -> object:
                 job = self._classify(index, item)
-                index += 1
-                if job is not None:
-                    await queue.put(job)
-                elif index % 256 == 0:
-                    await asyncio.sleep(0)  # a long run of skipped rows must not starve workers
+                return None if job is None else queue.put(job)
 
-    def _classify(self, index: int, item: Any) -> _Job | None:
-        """Validate and classify one row; return it as a job if it needs a request."""
+            await read_rows(members, each, engine)  # type: ignore[arg-type]
+
+        await engine.run(
+            feed,
+            workers=1 if dry_run else engine.concurrency,
+            background=None if dry_run else self._read_members,
+            # A read that has not shown a single member yet may still be about to say the
+            # server is broken (an answer that is no member list): that is let end, and
+            # raised. Once it has shown members it is only saving requests: cancelled.
+            keep_background=lambda: not self.table.seen_any,
+        )
+
+    async def _read_members(self) -> None:
+        engine = self.engine
+
+        def started() -> None:
+            self.snapshot_at = asyncio.get_running_loop().time()
+
         try:
-            post = InstanceMemberPost.coerce(item)
+            # Beside the pool, not in it: a long read must not hold a worker's slot.
+            await engine.read_members(self.table, engine.side, on_start=started)
+        except LosantError as exc:
+            if is_fatal(exc) or isinstance(exc, ProtocolError):
+                # Fatal (an API that cannot be reached included), or an answer that is no
+                # member list: a server that breaks the contract cannot settle rows.
+                raise Stop(exc) from exc
+            # Only an optimisation: the server's answers to the POSTs still decide.
+            logger.info("reading the current members failed (%s); going on without", exc)
+            self.table.clear()
+        finally:
+            self.read_over.set()
+
+    def _classify(self, index: int, item: object) -> Job | None:
+        """Validate and classify one row; return it as a job if it needs a request."""
+        engine = self.engine
+        try:
+            post = InstanceMemberPost.coerce(item)  # type: ignore[arg-type]
         except ValidationError as exc:
-            self._done(index, item, "failed", (), error=exc)
+            engine.done(index, item, "failed", (), error=exc)
             return None
-        keys = _keys(post)
-        journal = self.journal
+        keys = import_key(post)
+        journal = engine.journal
+        seen = self.seen
         for key in keys:
             if journal is not None and key in journal.done:
-                self._done(index, item, "skipped", keys, DONE_EARLIER)
+                engine.done(index, item, "skipped", keys, DONE_EARLIER)
                 return None
-            if key in self.existing:
-                self._done(index, item, "skipped", keys, ALREADY_MEMBER)
-                return None
-            first = self.seen.get(key)
+            first = seen.get(key)
             if first is not None:
-                self._done(
-                    index, item, "skipped", keys, f"duplicate of row {first}", category=DUPLICATE
+                # A duplicate of an earlier row proves nothing: that row may still be in
+                # flight, and if the run is killed now a re-run must not skip it as done.
+                engine.done(
+                    index,
+                    item,
+                    "skipped",
+                    keys,
+                    f"duplicate of row {first}",
+                    category=DUPLICATE,
+                    journal_as="duplicate",
                 )
                 return None
-        seen, order = self.seen, self.seen_order
+        order = self.seen_order
         for key in keys:
             if len(order) >= DEDUPE_WINDOW:
                 del seen[order.popleft()]
             seen[key] = index
             order.append(key)
-        if self.result.dry_run:
-            self._done(index, item, "created", keys, "would be created (dry run)")
+        table = self.table
+        if table.ready:
+            ordinal = table.find_any(keys)
+            if ordinal is not None:
+                return self._existing(
+                    index, item, post, keys, table.role(ordinal), table.user_id(ordinal)
+                )
+        if engine.result.dry_run:
+            engine.done(index, item, "created", keys, "would be created (dry run)")
             return None
-        return (index, item, post, keys)
+        return (ADD, index, item, post, keys, None)
 
-    async def _work(self, queue: asyncio.Queue[_Job | None]) -> None:
-        resource, path, domain = self.resource, self.path, self.losantdomain
-        assert self.pacer is not None
-        gate = _WorkerGate(self.pacer)  # one per worker: counts this worker's POST attempts
-        while (job := await queue.get()) is not None:
-            index, item, post, keys = job
-            self.posted_rows += 1
-            before = gate.posts
+    def _existing(
+        self,
+        index: int,
+        item: object,
+        post: InstanceMemberPost,
+        keys: tuple[str, ...],
+        role: str,
+        user_id: str | None,
+    ) -> Job | None:
+        """A row for a member the instance has (per the table): skip, or PATCH its role."""
+        engine = self.engine
+        if role == post.role.value:
+            engine.done(index, item, "skipped", keys, ALREADY_MEMBER)
+            return None
+        if not self.update_roles or user_id is None:
+            reason = f"already a member with role {role}"
+            engine.done(index, item, "skipped", keys, reason)
+            return None
+        if engine.result.dry_run:
+            engine.done(
+                index,
+                item,
+                "updated",
+                keys,
+                f"role would change from {role} to {post.role.value} (dry run)",
+            )
+            return None
+        return (PATCH, index, item, post, keys, user_id)
+
+    async def _confirmed(self, job: Job, gate: _WorkerGate, sent_at: float, retries: int) -> None:
+        """The POST's success was confirmed by a lookup after an ambiguous attempt.
+
+        The member exists; whether this run added it or it was there before needs a
+        snapshot of the members taken before the row was first sent: the background read,
+        when it began to arrive before the row was sent. Absent from the read: this run
+        added it. Present in a read older than the row, or present with another role than
+        the row's (this run would have added it with the row's): it was there before, and
+        is settled like any existing member's row. Present with the row's role in a read
+        that may be newer than the row's first attempt: the two cannot be told apart; like
+        a single ``post()``, the row counts as created (see docs/RELIABILITY.md).
+        """
+        engine = self.engine
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        await self.read_over.wait()
+        table = self.table
+        ordinal = table.find_any(keys) if table.ready else None
+        if ordinal is not None:
+            role = table.role(ordinal)
+            assert self.snapshot_at is not None
+            if sent_at > self.snapshot_at or role != post.role.value:
+                await self._settle(job, gate, role, table.user_id(ordinal), retries)
+                return
+        engine.done(index, item, "created", keys, retries=retries)
+
+    async def _settle(
+        self, job: Job, gate: _WorkerGate, role: str | None, user_id: str | None, retries: int
+    ) -> None:
+        """A row for a member that was there before this run: skip it, or PATCH its role."""
+        engine = self.engine
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        if role is None or role == post.role.value:
+            engine.done(index, item, "skipped", keys, ALREADY_MEMBER, retries=retries)
+            return
+        if not self.update_roles or user_id is None:
+            engine.done(
+                index, item, "skipped", keys, f"already a member with role {role}", retries=retries
+            )
+            return
+        try:
+            retries += await engine.patch_role(job, gate, user_id)
+        except _Retried as failed:
+            engine.fail_or_stop(job, failed.error, retries + failed.retries)
+        else:
+            engine.done(
+                index,
+                item,
+                "updated",
+                keys,
+                f"role changed from {role} to {post.role.value}",
+                retries=retries,
+            )
+
+    async def _already(self, job: Job, gate: _WorkerGate) -> None:
+        """The server said "already a member": find its role, then skip or PATCH."""
+        engine = self.engine
+        _, _index, _item, post, keys, _ = job
+        assert post is not None
+        role: str | None = None
+        user_id: str | None = None
+        ordinal = self.table.find_any(keys) if self.table.ready else None
+        if ordinal is not None:
+            role, user_id = self.table.role(ordinal), self.table.user_id(ordinal)
+        else:
             try:
-                await resource.add_raw(path, post, losantdomain=domain, gate=gate)
-            except BadRequestError as exc:
-                retries = max(0, gate.posts - before - 1)
-                if exc.already_member:
-                    self._done(index, item, "skipped", keys, ALREADY_MEMBER, retries=retries)
-                else:
-                    self._done(index, item, "failed", keys, error=exc, retries=retries)
+                found = await find_member(
+                    engine.client, engine.path, post, losantdomain=engine.losantdomain, gate=gate
+                )
             except LosantError as exc:
-                if exc.fatal:
-                    raise _Stop(exc) from exc
-                retries = max(0, gate.posts - before - 1)
-                self._done(index, item, "failed", keys, error=exc, retries=retries)
-            else:
-                self._done(index, item, "created", keys, retries=max(0, gate.posts - before - 1))
-
-
-class _WorkerGate:
-    """A worker's view of the shared Pacer that also counts the worker's POST attempts."""
-
-    __slots__ = ("pacer", "posts")
-
-    def __init__(self, pacer: Pacer) -> None:
-        self.pacer = pacer
-        self.posts = 0
-
-    async def acquire(self, deadline: float) -> None:
-        await self.pacer.acquire(deadline)
-
-    def release(self, method: str, status: int | None, retry_after: float | None) -> None:
-        if method == "POST":
-            self.posts += 1
-        self.pacer.release(method, status, retry_after)
+                if is_fatal(exc):
+                    raise Stop(exc) from exc
+                found = None
+            if isinstance(found, dict):
+                r, u = found.get("role"), found.get("userId")
+                role = r if isinstance(r, str) else None
+                user_id = u if isinstance(u, str) else None
+        await self._settle(job, gate, role, user_id, 0)

@@ -1,113 +1,230 @@
-"""The import journal: an append-only JSON Lines record of each row's outcome.
+"""The journal: an append-only JSON Lines record of each row's outcome, for one instance.
 
-A re-run with the same journal skips the rows already created or skipped, so an import
-killed at any point (even ``kill -9``) and started again ends with every row applied once.
-Lines are flushed as outcomes arrive; a torn last line (a kill in the middle of a write)
-is ignored when the journal is read back.
+A re-run of an import with the same journal skips the rows already created or skipped, so
+an import killed at any point (even ``kill -9``) and started again ends with every row
+applied once. Lines are flushed as outcomes arrive; a torn last line (a kill in the middle
+of a write) is ignored when the journal is read back.
 
-Format: a header line ``{"asyncmembers_journal": 1, "instanceId": ...}``, then one line per
-row ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. Only ``created`` and
-``skipped`` mark a key done; ``failed`` and ``duplicate`` (a repeat of an earlier row, whose
-own outcome decides) do not. Rows are known by
-their member identity (``e:`` + lower-cased email, ``u:`` + userId), not by position, so a
-corrected or re-ordered input still resumes correctly.
+A journal cannot lie about where it came from:
+
+- Its first line is a header ``{"asyncmembers_journal": 2, "instanceId": ..., "mode":
+  "import"}``. A file whose first line is not such a header (damaged, missing, another
+  format version), or names another instance or mode, is refused with a
+  :class:`ValidationError` naming the file and the problem; nothing in it is trusted. Only
+  a file that is empty, or holds nothing but a torn header (a kill while writing the first
+  line), is taken as new.
+- A path that is one of the run's other files (the input, the error report: ``protect``)
+  is refused before anything is read or written.
+- The file is locked (``flock``) for the run: a second run on the same journal is refused
+  while the first holds it.
+
+Rows lines: ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. Only
+``created``, ``updated`` and ``skipped`` (import) mark a key done; ``failed`` and
+``duplicate`` do not. Done keys are kept as 8-byte digests (:class:`DigestSet`).
 """
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Iterable
 from typing import IO, Any
 
+from .._json import dumps, loads
 from ..errors import LosantError, ValidationError
+from ._digest import DigestSet
 
-__all__ = ["Journal"]
+try:
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock
+    _fcntl = None  # type: ignore[assignment]
+fcntl: Any = _fcntl
 
-_VERSION = 1
+__all__ = ["Journal", "check_journal_path"]
+
+_VERSION = 2
+#: Header versions this release reads (1: asyncmembers 0.1, import only).
+_READABLE = (1, 2)
+_DONE = frozenset({"created", "updated", "skipped"})
+
+
+def _header(instance_id: str, mode: str) -> bytes:
+    return (
+        dumps({"asyncmembers_journal": _VERSION, "instanceId": instance_id, "mode": mode}) + b"\n"
+    )
+
+
+def _a(word: object) -> str:
+    text = str(word)
+    return ("an " if text[:1] in ("a", "e", "i", "o", "u") else "a ") + text
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_journal_path(
+    path: str | os.PathLike[str], protect: Iterable[str | os.PathLike[str] | None] = ()
+) -> str:
+    """Refuse a journal path that is one of ``protect`` (the input, the error report).
+
+    Raises :class:`ValidationError` (``field="journal"``) naming both paths. The CLI calls
+    it before opening anything; ``bulk_import``/``sync_members`` call it with their
+    ``protect`` keyword. Returns the path as a string.
+    """
+    text = os.fspath(path)
+    for other in protect:
+        if other is None:
+            continue
+        other_text = os.fspath(other)
+        if _same_file(text, other_text):
+            raise ValidationError(
+                f"journal {text} is the same file as {other_text}; the journal must be a "
+                "file of its own (e.g. add .journal to the name)",
+                field="journal",
+            )
+    return text
 
 
 class Journal:
-    """Reads the keys already done from ``path`` (if it exists), then appends outcomes."""
+    """Locks ``path``, checks its header, reads the keys done, then appends outcomes.
 
-    def __init__(self, path: str | os.PathLike[str], instance_id: str) -> None:
-        self.path = os.fspath(path)
-        self.done: set[str] = set()
-        self._file: IO[str] | None = None
-        needs_header = True
+    Blocking file work (reading a large journal): construct it off the event loop, e.g.
+    with ``asyncio.to_thread``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        instance_id: str,
+        *,
+        mode: str = "import",
+        protect: Iterable[str | os.PathLike[str] | None] = (),
+    ) -> None:
+        self.path = check_journal_path(path, protect)
+        self.instance_id = instance_id.lower()
+        self.mode = mode
+        self.done = DigestSet()
+        self._file: IO[bytes] | None = None
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as existing:
-                needs_header = self._load(existing, instance_id)
-        except FileNotFoundError:
+            self._file = open(self.path, "a+b")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ValidationError(
+                f"cannot open journal {self.path}: {exc.strerror or exc}", field="journal"
+            ) from exc
+        try:
+            self._lock()
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock(self) -> None:
+        assert self._file is not None
+        if fcntl is None:  # pragma: no cover
+            return
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValidationError(
+                f"journal {self.path} is in use by another run (it is locked); wait for that "
+                "run to finish, or give this one another journal",
+                field="journal",
+            ) from None
+        except OSError:  # pragma: no cover - a file system without locks: run unlocked
             pass
-        except OSError as exc:
-            raise ValidationError(
-                f"cannot read journal {self.path}: {exc.strerror}", field="journal"
-            ) from exc
+
+    def _refuse(self, problem: str) -> ValidationError:
+        return ValidationError(
+            f"journal {self.path}: {problem}; it was not used (nothing in it is trusted). "
+            "Give this run a new journal path",
+            field="journal",
+        )
+
+    def _load(self) -> None:
+        f = self._file
+        assert f is not None
+        f.seek(0)
+        first = f.readline()
+        header = _header(self.instance_id, self.mode)
+        if not first or (not first.endswith(b"\n") and header.startswith(first) and not f.read(1)):
+            # New, or only a torn header (killed while writing it): start it afresh.
+            f.truncate(0)
+            self._append(header)
+            return
         try:
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise ValidationError(
-                f"cannot write journal {self.path}: {exc.strerror}", field="journal"
-            ) from exc
-        if self._file.tell() > 0:
-            # A torn last line has no newline; start ours on a fresh line (the header too:
-            # glued to a torn one it would be lost, and with it the instance check).
-            with open(self.path, "rb") as raw:
-                raw.seek(-1, os.SEEK_END)
-                if raw.read(1) != b"\n":
-                    self._file.write("\n")
-        if needs_header:
-            self._write({"asyncmembers_journal": _VERSION, "instanceId": instance_id})
-
-    def _load(self, lines: IO[str], instance_id: str) -> bool:
-        """Collect done keys; return True when the file has no header yet."""
-        header_seen = False
-        for number, line in enumerate(lines, 1):
+            entry: Any = loads(first)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict) or "asyncmembers_journal" not in entry or len(entry) > 3:
+            raise self._refuse(
+                "its first line is not an asyncmembers journal header (a damaged journal, or "
+                "not a journal at all, e.g. the input file)"
+            )
+        version = entry.get("asyncmembers_journal")
+        if version not in _READABLE:
+            raise self._refuse(f"unknown journal format version {version!r}")
+        other = entry.get("instanceId")
+        if not isinstance(other, str) or other.lower() != self.instance_id:
+            raise self._refuse(f"it belongs to instance {other}, not {self.instance_id}")
+        # Version 1 (asyncmembers 0.1) journals were import journals without a mode.
+        mode = entry.get("mode", "import") if version == 1 else entry.get("mode")
+        if mode != self.mode:
+            raise self._refuse(f"it records {_a(mode)} run, not {_a(self.mode)} run")
+        done = self.done
+        for line in f:
             try:
-                entry: Any = json.loads(line)
+                row: Any = loads(line)
             except ValueError:
-                continue  # torn or foreign line: ignored, never fatal
-            if not isinstance(entry, dict):
-                continue
-            if "asyncmembers_journal" in entry:
-                header_seen = True
-                if entry.get("instanceId") != instance_id:
-                    raise ValidationError(
-                        f"journal {self.path} (line {number}) belongs to instance "
-                        f"{entry.get('instanceId')}, not {instance_id}; use another journal file",
-                        field="journal",
-                    )
-                continue
-            key, outcome = entry.get("key"), entry.get("outcome")
-            if isinstance(key, str) and outcome in ("created", "skipped"):
-                self.done.add(key)
-        return not header_seen
+                continue  # a torn last line: ignored
+            if isinstance(row, dict):
+                key = row.get("key")
+                if isinstance(key, str) and row.get("outcome") in _DONE:
+                    done.add(key)
+        f.seek(0, os.SEEK_END)
+        if not line_ended(f):
+            # A torn last line has no newline: start ours on a fresh line.
+            self._append(b"\n")
 
-    def _write(self, entry: dict[str, Any]) -> None:
+    def _append(self, data: bytes) -> None:
         assert self._file is not None
         try:
-            self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self._file.write(data)
             self._file.flush()
         except OSError as exc:
             # e.g. the disk is full: the journal can no longer vouch for what was done, so
-            # the import stops (as a LosantError, with its partial result) rather than go on.
+            # the run stops (as a LosantError, with its partial result) rather than go on.
             raise LosantError(
                 f"cannot write journal {self.path}: {exc.strerror or exc}; free space or "
-                "choose another --journal, then run the same import again to resume"
+                "choose another --journal, then run the same command again to resume"
             ) from exc
 
     def record(self, row: int, keys: tuple[str, ...], outcome: str) -> None:
-        """Append one row's outcome and flush it to the OS."""
+        """Append one row's outcome (a line per key) and flush it to the OS."""
         if self._file is None:
             return
-        entry: dict[str, Any] = {"row": row, "outcome": outcome}
-        if keys:
-            entry["key"] = keys[0]
-        self._write(entry)
-        for extra in keys[1:]:  # a row with both email and userId: both are done
-            self._write({"row": row, "key": extra, "outcome": outcome})
+        if not keys:
+            self._append(dumps({"row": row, "outcome": outcome}) + b"\n")
+            return
+        self._append(
+            b"".join(dumps({"row": row, "key": key, "outcome": outcome}) + b"\n" for key in keys)
+        )
 
     def close(self) -> None:
+        """Close the file, which releases the lock."""
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def line_ended(f: IO[bytes]) -> bool:
+    """True when the file (positioned at its end) is empty or ends with a newline."""
+    end = f.tell()
+    if end == 0:
+        return True
+    f.seek(end - 1)
+    last = f.read(1)
+    f.seek(0, os.SEEK_END)
+    return last == b"\n"

@@ -1,21 +1,25 @@
-"""What a bulk import reports: one outcome per row, failures kept, totals."""
+"""What the engine reports: one outcome per row, counts, a bounded sample of failures."""
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from typing import Any, Literal
 
 import attrs
 
 from ..errors import LosantError
 
-__all__ = ["BulkResult", "ItemFailure", "Outcome", "OutcomeKind"]
+__all__ = ["BulkResult", "ItemFailure", "Outcome", "OutcomeKind", "Progress", "SyncResult"]
 
-OutcomeKind = Literal["created", "skipped", "failed"]
+OutcomeKind = Literal["created", "updated", "removed", "unchanged", "skipped", "failed"]
 
 #: Reasons a row is skipped; ``BulkResult.skipped_by_reason`` counts by these.
 ALREADY_MEMBER = "already a member"
 DUPLICATE = "duplicate in input"
 DONE_EARLIER = "done in an earlier run"
+
+#: How many failures a result keeps row by row unless told otherwise.
+MAX_FAILURES_KEPT = 1000
 
 
 @attrs.frozen(slots=True)
@@ -34,9 +38,10 @@ class ItemFailure:
 class Outcome:
     """What happened to one row, as it happens (passed to ``on_outcome``).
 
-    ``kind`` is ``created``, ``skipped`` or ``failed``; ``reason`` says why a row was
-    skipped (e.g. ``duplicate of row 3``); ``error`` is set for failures; ``retries`` is
-    how many times the row's POST was sent again after the first try.
+    ``kind`` is ``created``, ``updated`` (role changed), ``skipped``, ``failed`` and, in a
+    sync, ``unchanged`` and ``removed`` (``member`` is then the removed member in wire
+    form); ``reason`` says why (e.g. ``duplicate of row 3``); ``error`` is set for
+    failures; ``retries`` is how many times the row's request was sent again.
     """
 
     index: int
@@ -47,37 +52,74 @@ class Outcome:
     retries: int = 0
 
 
+def _check_kept(value: object) -> int | None:
+    from ..errors import ValidationError
+
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ValidationError(
+        f"max_failures_kept must be a whole number of at least 0, or None to keep every "
+        f"failure; got {value!r}",
+        field="max_failures_kept",
+    )
+
+
+@attrs.define(slots=True)
+class _Failures:
+    """Failure counts by error type, and the first ``kept`` failures row by row."""
+
+    kept: int | None = MAX_FAILURES_KEPT
+    sample: list[ItemFailure] = attrs.field(factory=list)
+    omitted: int = 0
+    by_type: dict[str, int] = attrs.field(factory=dict)
+
+    def add(self, failure: ItemFailure) -> None:
+        name = type(failure.error).__name__
+        self.by_type[name] = self.by_type.get(name, 0) + 1
+        if self.kept is None or len(self.sample) < self.kept:
+            self.sample.append(failure)
+        else:
+            self.omitted += 1
+
+
 @attrs.define(slots=True)
 class BulkResult:
     """The result of :func:`bulk_import`: every row seen is counted exactly once.
 
-    ``total == created + skipped + len(failures)``. In a dry run (``dry_run`` True) nothing
-    is sent and ``created`` counts the rows that *would* be created. Only failures are kept
-    row by row; successes are counted, so the result stays small for any input size.
+    ``total == created + updated + skipped + failed``. ``failures`` is a sample: the first
+    ``max_failures_kept`` failures (1000 unless the call said otherwise);
+    ``failures_omitted`` says how many more there were, and ``failures_by_type()`` counts
+    them all. Every failure, kept or not, went to ``on_outcome`` and the journal as it
+    happened. In a dry run nothing is sent and ``created``/``updated`` count what would be.
     """
 
     total: int = 0
     created: int = 0
-    skipped: int = 0
-    failures: list[ItemFailure] = attrs.field(factory=list)
     updated: int = 0
-    failures_omitted: int = 0
+    skipped: int = 0
+    failed: int = 0
     skipped_by_reason: dict[str, int] = attrs.field(factory=dict)
     dry_run: bool = False
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    _failures: _Failures = attrs.field(factory=_Failures, alias="_failures", repr=False)
+
+    @property
+    def failures(self) -> list[ItemFailure]:
+        """The first ``max_failures_kept`` failed rows, in the order they failed."""
+        return self._failures.sample
+
+    @property
+    def failures_omitted(self) -> int:
+        """Failed rows beyond the kept sample (counted, not kept)."""
+        return self._failures.omitted
 
     @property
     def ok(self) -> bool:
         """True when no row failed."""
-        return not self.failures
-
-    @property
-    def failed(self) -> int:
-        """The number of failed rows."""
-        return len(self.failures)
+        return self.failed == 0
 
     @property
     def rows_per_second(self) -> float:
@@ -85,25 +127,22 @@ class BulkResult:
         return self.total / self.elapsed if self.elapsed > 0 else 0.0
 
     def failures_by_type(self) -> dict[str, int]:
-        """Failed rows counted by error class name (e.g. ``ValidationError``)."""
-        counts: dict[str, int] = {}
-        for f in self.failures:
-            name = type(f.error).__name__
-            counts[name] = counts.get(name, 0) + 1
-        return counts
+        """Every failed row (kept or not) counted by error class name."""
+        return dict(self._failures.by_type)
 
-    def to_dict(self) -> dict[str, object]:
-        """The figures as a JSON-ready dict: counts, failures by type, time, requests."""
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a JSON-ready dict."""
         return {
             "total": self.total,
             "created": self.created,
             "updated": self.updated,
             "skipped": self.skipped,
-            "failed": self.failed,
             "skipped_by_reason": dict(self.skipped_by_reason),
+            "failed": self.failed,
             "failures_by_type": self.failures_by_type(),
+            "failures_omitted": self.failures_omitted,
             "dry_run": self.dry_run,
-            "elapsed": round(self.elapsed, 3),
+            "elapsed": round(self.elapsed, 6),
             "requests": self.requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
@@ -111,7 +150,108 @@ class BulkResult:
 
     def __repr__(self) -> str:
         return (
-            f"BulkResult(total={self.total}, created={self.created}, skipped={self.skipped}, "
-            f"failed={self.failed}, dry_run={self.dry_run}, elapsed={self.elapsed:.3f}, "
-            f"requests={self.requests}, retries={self.retries}, rate_limited={self.rate_limited})"
+            f"BulkResult(total={self.total}, created={self.created}, updated={self.updated}, "
+            f"skipped={self.skipped}, failed={self.failed}, dry_run={self.dry_run}, "
+            f"elapsed={self.elapsed:.3f}, requests={self.requests}, retries={self.retries}, "
+            f"rate_limited={self.rate_limited})"
         )
+
+
+@attrs.define(slots=True)
+class SyncResult:
+    """The result of :func:`sync_members`: every desired row and every removal once.
+
+    ``total == added + updated + removed + unchanged + failed``; ``total`` counts the
+    desired rows seen plus the members considered for removal. Failures as in
+    :class:`BulkResult`: a bounded sample, all of them counted by type.
+    """
+
+    total: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    dry_run: bool = False
+    elapsed: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    _failures: _Failures = attrs.field(factory=_Failures, alias="_failures", repr=False)
+
+    @property
+    def failures(self) -> list[ItemFailure]:
+        """The first ``max_failures_kept`` failures, in the order they failed."""
+        return self._failures.sample
+
+    @property
+    def failures_omitted(self) -> int:
+        return self._failures.omitted
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.total / self.elapsed if self.elapsed > 0 else 0.0
+
+    def failures_by_type(self) -> dict[str, int]:
+        return dict(self._failures.by_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a JSON-ready dict."""
+        return {
+            "total": self.total,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "failures_by_type": self.failures_by_type(),
+            "failures_omitted": self.failures_omitted,
+            "dry_run": self.dry_run,
+            "elapsed": round(self.elapsed, 6),
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+        }
+
+
+@attrs.define(slots=True)
+class Progress:
+    """Live progress of a run: pass one as ``progress=`` and read it from another task.
+
+    ``done`` counts rows (and removals) accounted for; ``total`` is what the caller said
+    (``Progress(total=N)``) or None; ``rate`` is rows per second; ``eta`` seconds left
+    (None without a total); ``finished`` turns True when the run ends, however it ends.
+    In a sync, ``created`` counts members added and ``skipped`` the unchanged rows.
+    """
+
+    total: int | None = None
+    done: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    removed: int = 0
+    failed: int = 0
+    finished: bool = False
+    started: float = attrs.field(factory=time.perf_counter)
+    ended: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended if self.ended is not None else time.perf_counter()) - self.started
+
+    @property
+    def rate(self) -> float:
+        elapsed = self.elapsed
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        if self.total is None or self.finished:
+            return None if self.total is None else 0.0
+        rate = self.rate
+        left = max(0, self.total - self.done)
+        return left / rate if rate > 0 else None

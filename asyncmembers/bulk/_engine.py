@@ -1,0 +1,599 @@
+"""The engine under ``bulk_import`` and ``sync_members``: one pool, three operations.
+
+Shape: a feeder task turns the input into jobs (add, update role, remove) and puts only
+those that need a request on a small bounded queue; a fixed pool of ``concurrency`` workers
+runs them through one shared :class:`Pacer` (429 pauses, adaptive rate). Every row ends
+with exactly one outcome, counted once in the result, the :class:`Progress`, the journal
+and ``on_outcome``; failures are counted by type and kept only as a bounded sample.
+
+A fatal error (:attr:`LosantError.fatal`: 401, 403, unknown instance, closed client) or a
+failing journal stops every task at once; a raising ``on_outcome`` stops the run once the
+requests in flight have finished (so they are counted). Either way the error is raised
+with the partial result attached (``.result``). Memory does not grow with the input: the
+queue holds at most ``concurrency`` jobs and successes are counted, not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import Any, NoReturn
+
+from ..client import Client
+from ..errors import BadRequestError, LosantError, TransportError, ValidationError
+from ..models import InstanceMemberPost, MemberLike
+from ..resources import member_path
+from ._digest import MemberTable
+from ._journal import Journal
+from ._pacing import Pacer
+from ._result import BulkResult, ItemFailure, Outcome, Progress, SyncResult, _check_kept
+
+__all__ = ["ADD", "PATCH", "REMOVE", "Engine", "Job", "check_settings", "import_key", "member_keys"]
+
+logger = logging.getLogger("asyncmembers")
+
+ADD, PATCH, REMOVE = 0, 1, 2
+
+#: A job: (operation, row index, row as given, validated post or None, member keys,
+#: userId of the member to change or None).
+Job = tuple[int, int, object, InstanceMemberPost | None, tuple[str, ...], str | None]
+
+Rows = Iterable[MemberLike] | AsyncIterable[MemberLike]
+
+
+class Stop(Exception):
+    """Raised inside the task group to stop every task; carries the error to raise."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def import_key(post: InstanceMemberPost) -> tuple[str, ...]:
+    """The one identity an import can trust for a row: its userId if it has one, else email.
+
+    The API resolves a row to a user by userId first; a row with both a userId and an
+    email can therefore be a different user than another row with that email alone (the
+    email may belong to another user), so the import matches, deduplicates and journals
+    by the userId only; the server's "already a member" answer settles the rest.
+    """
+    if post.user_id is not None:
+        return ("u:" + post.user_id.lower(),)
+    assert post.email is not None
+    return ("e:" + post.email.lower(),)
+
+
+def member_keys(post: InstanceMemberPost) -> tuple[str, ...]:
+    """Every identity a row names: ``u:`` + userId and/or ``e:`` + email, lower-cased.
+
+    A sync matches a row to a current member by either (SPEC section 6), so that no member
+    a row names by its email is ever removed.
+    """
+    if post.user_id is not None and post.email is not None:
+        return ("u:" + post.user_id.lower(), "e:" + post.email.lower())
+    if post.user_id is not None:
+        return ("u:" + post.user_id.lower(),)
+    assert post.email is not None
+    return ("e:" + post.email.lower(),)
+
+
+def is_fatal(exc: LosantError) -> bool:
+    """True when ``exc`` stops the whole run.
+
+    The errors errors.py classifies as fatal (401, 403, unknown instance, closed client,
+    quota exhausted), and an API that could not be reached at all: a connection refused or
+    timed out on connect after every retry (not a row's own wait at the gate, which is
+    not retryable). Every later row would fail the same way, slowly; the run stops with
+    that error instead (the CLI's exit 4) and a re-run with the journal resumes.
+    """
+    if exc.fatal:
+        return True
+    return isinstance(exc, TransportError) and not exc.sent and exc.retryable
+
+
+def with_result(exc: BaseException, result: object) -> BaseException:
+    """``exc`` with the partial result attached: a copy for a LosantError (whose cause is
+    the original); the caller's own exception (from ``on_outcome``) gets the attribute."""
+    if isinstance(exc, LosantError):
+        return exc.with_result(result)
+    exc.result = result  # type: ignore[attr-defined]
+    return exc
+
+
+def raise_with_result(exc: BaseException, result: object) -> NoReturn:
+    out = with_result(exc, result)
+    if out is exc:
+        # "from its own cause": keeps the cause it came with, drops the internal context.
+        raise exc from exc.__cause__
+    raise out
+
+
+def check_settings(concurrency: object, max_rate: object, max_failures_kept: object) -> int | None:
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValidationError(
+            f"concurrency must be a whole number of at least 1 (how many requests may be in "
+            f"flight at once, e.g. 16), got {concurrency!r}",
+            field="concurrency",
+        )
+    if max_rate is not None and (
+        not isinstance(max_rate, int | float)
+        or isinstance(max_rate, bool)
+        or not 0 < max_rate < math.inf
+    ):
+        raise ValidationError(
+            f"max_rate must be requests per second greater than zero, or None for no limit; "
+            f"got {max_rate!r}",
+            field="max_rate",
+        )
+    return _check_kept(max_failures_kept)
+
+
+def check_progress(progress: object) -> Progress | None:
+    if progress is None or isinstance(progress, Progress):
+        return progress
+    raise ValidationError(
+        f"progress must be an asyncmembers.Progress or None, got {type(progress).__name__}",
+        field="progress",
+    )
+
+
+class _WorkerGate:
+    """A worker's view of the shared Pacer that also counts the worker's sends and lookups.
+
+    A lookup (GET) during a POST means its outcome was confirmed after an ambiguous
+    attempt: the member exists, but whether this run added it needs prior knowledge.
+    """
+
+    __slots__ = ("lookups", "pacer", "sends")
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self.sends = 0
+        self.lookups = 0
+
+    async def acquire(self, deadline: float) -> None:
+        await self.pacer.acquire(deadline)
+
+    def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+        if method == "GET":
+            self.lookups += 1
+        else:
+            self.sends += 1
+        self.pacer.release(method, status, retry_after)
+
+
+class SideGate:
+    """The gate of a request beside the pool (bulk_import's background read of members).
+
+    It takes no slot from the pool (with ``concurrency=1`` the rows must not wait for a
+    long read) and so does not go through the Pacer; it counts its attempts for the
+    result and waits out a 429's ``Retry-After`` itself.
+    """
+
+    __slots__ = ("_until", "rate_limited", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.rate_limited = 0
+        self._until = 0.0
+
+    async def acquire(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._until - loop.time()
+        if wait > 0:
+            if loop.time() + wait > deadline:
+                raise TimeoutError
+            await asyncio.sleep(wait)
+
+    def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+        self.requests += 1
+        if status == 429:
+            self.rate_limited += 1
+            loop = asyncio.get_running_loop()
+            self._until = loop.time() + (1.0 if retry_after is None else min(retry_after, 60.0))
+
+
+class Engine:
+    """The state of one run: result, progress, journal, pacer, and the worker pool."""
+
+    def __init__(
+        self,
+        client: Client,
+        instance_id: str,
+        *,
+        result: BulkResult | SyncResult,
+        concurrency: int,
+        max_rate: float | None,
+        on_outcome: Callable[[Outcome], None] | None,
+        losantdomain: str | None,
+        progress: Progress | None,
+    ) -> None:
+        self.client = client
+        self.instance_id = instance_id
+        self.path = f"/instances/{instance_id}/members"
+        self.concurrency = concurrency
+        self.max_rate = max_rate
+        self.losantdomain = losantdomain
+        self.on_outcome = on_outcome
+        self.result = result
+        self.sync = isinstance(result, SyncResult)
+        self.progress = progress
+        self.journal: Journal | None = None
+        self.pacer: Pacer | None = None
+        self.gates: list[_WorkerGate] = []
+        self.side = SideGate()
+        self.first_sends = 0
+        self.input_error: BaseException | None = None
+        #: Set when the run must stop after the requests in flight (on_outcome raised).
+        self.stopping: BaseException | None = None
+        self.started = time.perf_counter()
+        if progress is not None:
+            progress.started = self.started
+            progress.finished = False
+            progress.ended = None
+        #: Set by bulk_import: what to do with a row the server says is already a member.
+        self.on_already: Callable[[Job, _WorkerGate], Awaitable[None]] | None = None
+        #: Set by bulk_import: settle a POST whose success was confirmed by a lookup after
+        #: an ambiguous attempt (sent at loop time ``t``): created, or there before?
+        self.on_confirmed: Callable[[Job, _WorkerGate, float, int], Awaitable[None]] | None = None
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def finish(self) -> BulkResult | SyncResult:
+        r = self.result
+        r.elapsed = time.perf_counter() - self.started
+        if self.pacer is not None:
+            r.requests = self.pacer.requests + self.side.requests
+            r.rate_limited = self.pacer.rate_limited + self.side.rate_limited
+            r.retries = max(0, sum(g.sends for g in self.gates) - self.first_sends)
+        if self.progress is not None and not self.progress.finished:
+            self.progress.finished = True
+            self.progress.ended = time.perf_counter()
+        return r
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def new_gate(self) -> _WorkerGate:
+        assert self.pacer is not None
+        gate = _WorkerGate(self.pacer)
+        self.gates.append(gate)
+        return gate
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def done(
+        self,
+        index: int,
+        member: object,
+        kind: str,
+        keys: tuple[str, ...] = (),
+        reason: str | None = None,
+        error: LosantError | None = None,
+        category: str | None = None,
+        retries: int = 0,
+        journal_as: str | None = None,
+    ) -> None:
+        """Account for one row (or removal), once: result, progress, journal, callback."""
+        r = self.result
+        p = self.progress
+        r.total += 1
+        if kind == "failed":
+            assert error is not None
+            r.failed += 1
+            r._failures.add(ItemFailure(index, member, error))
+            if p is not None:
+                p.failed += 1
+        elif kind == "created":
+            if isinstance(r, BulkResult):
+                r.created += 1
+            else:
+                r.added += 1
+            if p is not None:
+                p.created += 1
+        elif kind == "skipped":
+            assert isinstance(r, BulkResult)
+            r.skipped += 1
+            cat = category or reason or "skipped"
+            r.skipped_by_reason[cat] = r.skipped_by_reason.get(cat, 0) + 1
+            if p is not None:
+                p.skipped += 1
+        elif kind == "updated":
+            r.updated += 1
+            if p is not None:
+                p.updated += 1
+        elif kind == "removed":
+            assert isinstance(r, SyncResult)
+            r.removed += 1
+            if p is not None:
+                p.removed += 1
+        else:
+            assert kind == "unchanged" and isinstance(r, SyncResult)
+            r.unchanged += 1
+            if p is not None:
+                p.skipped += 1
+        if p is not None:
+            p.done += 1
+        if self.journal is not None and not r.dry_run:
+            self.journal.record(index, keys, journal_as or kind)
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(Outcome(index, member, kind, reason, error, retries))  # type: ignore[arg-type]
+            except Exception as exc:
+                # The caller's callback failed: stop cleanly. No new row is read or sent;
+                # requests in flight finish and are counted (and journaled), so the
+                # partial result is the truth; the broken callback is not called again.
+                self.on_outcome = None
+                exc.add_note(f"raised by on_outcome for row {index}; the run was stopped")
+                self.stopping = exc
+
+    def fail_or_stop(
+        self, job: Job, exc: LosantError, retries: int, keys: tuple[str, ...] | None = None
+    ) -> None:
+        if is_fatal(exc):
+            raise Stop(exc) from exc
+        self.done(
+            job[1], job[2], "failed", job[4] if keys is None else keys, error=exc, retries=retries
+        )
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def run(
+        self,
+        feed: Callable[[asyncio.Queue[Job | None]], Awaitable[None]],
+        *,
+        workers: int,
+        background: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        keep_background: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Run ``feed`` and ``workers`` workers, and ``background`` beside them.
+
+        ``background`` is cancelled when the workers are done, unless ``keep_background()``
+        is then True.
+        """
+        if self.pacer is None:
+            self.pacer = Pacer(self.concurrency, self.max_rate)
+        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.concurrency)
+
+        async def feeder() -> None:
+            try:
+                await feed(queue)
+            except Stop:
+                raise
+            except Exception as exc:
+                # The input failed part-way (e.g. a SourceError at line N): the rows read
+                # before it are still finished by the workers, so each one is accounted
+                # for (and none is left applied but unreported); then the error is raised.
+                self.input_error = exc
+            for _ in range(workers):
+                await queue.put(None)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                side = tg.create_task(background()) if background is not None else None
+                pool = [tg.create_task(feeder())]
+                pool += [tg.create_task(self._work(queue)) for _ in range(workers)]
+                if side is not None:
+                    tg.create_task(_cancel_when_done(pool, side, keep_background))
+        # Raised on their own, not in the task group's ExceptionGroup. "from its own
+        # cause" keeps the cause each came with (the OSError under a journal write, the
+        # aiohttp error under a TransportError) and keeps the group out of the traceback.
+        except* Stop as group:
+            raise group.exceptions[0] from None
+        except* Exception as group:
+            first = group.exceptions[0]
+            raise first from first.__cause__
+        if self.stopping is not None:
+            raise Stop(self.stopping)
+        if self.input_error is not None:
+            raise self.input_error
+
+    async def _work(self, queue: asyncio.Queue[Job | None]) -> None:
+        gate = self.new_gate()  # one per worker: counts this worker's sends
+        ops = (self._add, self._patch, self._remove)
+        while (job := await queue.get()) is not None:
+            if self.stopping is None:  # once stopping, queued jobs are dropped unsent
+                await ops[job[0]](job, gate)
+
+    async def _add(self, job: Job, gate: _WorkerGate) -> None:
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        self.first_sends += 1
+        before, lookups = gate.sends, gate.lookups
+        sent_at = asyncio.get_running_loop().time()  # no later than the first attempt
+        try:
+            await self.client.instance_members.add_raw(
+                self.path, post, losantdomain=self.losantdomain, gate=gate
+            )
+        except BadRequestError as exc:
+            if exc.already_member and self.on_already is not None:
+                await self.on_already(job, gate)
+            elif exc.already_member and self.sync:
+                # Planned as missing, but the server has it (added meanwhile): no change.
+                self.done(
+                    index,
+                    item,
+                    "unchanged",
+                    keys,
+                    "already a member",
+                    retries=gate.sends - before - 1,
+                )
+            else:
+                self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
+        except LosantError as exc:
+            self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
+        else:
+            retries = max(0, gate.sends - before - 1)
+            if gate.lookups > lookups and self.on_confirmed is not None:
+                await self.on_confirmed(job, gate, sent_at, retries)
+            else:
+                # A first attempt answered 200, or a resend after an answer that proved
+                # nothing was applied: this run added the member. (In a sync the plan's
+                # read, complete before any change, showed it absent.)
+                self.done(index, item, "created", keys, retries=retries)
+
+    async def patch_role(self, job: Job, gate: _WorkerGate, user_id: str) -> int:
+        """PATCH the member's role to the row's; return the retries it took."""
+        post = job[3]
+        assert post is not None
+        path = member_path(self.instance_id, user_id)
+        self.first_sends += 1
+        before = gate.sends
+        try:
+            await self.client.instance_member.patch_raw(
+                path, post.role.value, losantdomain=self.losantdomain, gate=gate
+            )
+        except LosantError as exc:
+            exc_retries = max(0, gate.sends - before - 1)
+            raise _Retried(exc, exc_retries) from exc
+        return max(0, gate.sends - before - 1)
+
+    async def _patch(self, job: Job, gate: _WorkerGate) -> None:
+        _, index, item, post, keys, user_id = job
+        assert user_id is not None and post is not None
+        try:
+            retries = await self.patch_role(job, gate, user_id)
+        except _Retried as failed:
+            self.fail_or_stop(job, failed.error, failed.retries)
+        else:
+            self.done(
+                index, item, "updated", keys, f"role changed to {post.role.value}", retries=retries
+            )
+
+    async def _remove(self, job: Job, gate: _WorkerGate) -> None:
+        _, index, item, _, keys, user_id = job
+        assert user_id is not None
+        path = member_path(self.instance_id, user_id)
+        self.first_sends += 1
+        before = gate.sends
+        try:
+            # gone_ok: this run read the member as present, so a 404 (e.g. aiohttp's own
+            # resend of a DELETE the server had applied) means it is gone: a removal.
+            await self.client.instance_member.delete_raw(
+                path, losantdomain=self.losantdomain, gate=gate, gone_ok=True
+            )
+        except LosantError as exc:
+            self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
+        else:
+            self.done(
+                index,
+                item,
+                "removed",
+                keys,
+                "not in the list",
+                retries=max(0, gate.sends - before - 1),
+            )
+
+    # -- reading the instance --------------------------------------------------------------
+
+    async def read_members(
+        self, table: MemberTable, gate: Any, on_start: Callable[[], None] | None = None
+    ) -> None:
+        """Stream every current member into ``table`` (one GET, parsed incrementally).
+
+        ``on_start`` is called when the answer begins to arrive (again if it is retried).
+        """
+
+        async def consume(items: AsyncIterator[dict[str, Any]]) -> None:
+            table.clear()  # a retried read starts again from scratch
+            if on_start is not None:
+                on_start()
+            n = 0
+            async for item in items:
+                table.add_wire(item)
+                table.seen_any = True
+                n += 1
+                if n % 256 == 0:
+                    await asyncio.sleep(0)  # a huge instance never holds the loop long
+            table.ready = True
+
+        await scan_members(
+            self.client, self.path, consume, losantdomain=self.losantdomain, gate=gate
+        )
+
+
+class _Retried(Exception):
+    def __init__(self, error: LosantError, retries: int) -> None:
+        self.error = error
+        self.retries = retries
+
+
+async def _cancel_when_done(
+    pool: list[asyncio.Task[None]], side: asyncio.Task[None], keep: Callable[[], bool]
+) -> None:
+    """Once the pool has finished, cancel the background task (it only saves requests),
+    unless ``keep()`` says its outcome still matters: then let it end."""
+    await asyncio.wait(pool)
+    if not keep():
+        side.cancel()
+
+
+async def scan_members(
+    client: Client,
+    path: str,
+    consume: Callable[[AsyncIterator[dict[str, Any]]], Awaitable[None]],
+    *,
+    losantdomain: str | None,
+    gate: Any,
+) -> None:
+    """``instance_members.scan_raw``: the members streamed to ``consume``."""
+    await client.instance_members.scan_raw(path, consume, losantdomain=losantdomain, gate=gate)
+
+
+async def find_member(
+    client: Client,
+    path: str,
+    post: InstanceMemberPost,
+    *,
+    losantdomain: str | None,
+    gate: Any,
+) -> dict[str, Any] | None:
+    """``instance_members.find_raw``: the member a row names (by userId when it has one)."""
+    return await client.instance_members.find_raw(
+        path,
+        email=post.email if post.user_id is None else None,
+        user_id=post.user_id,
+        losantdomain=losantdomain,
+        gate=gate,
+    )
+
+
+async def read_rows(
+    rows: Rows, each: Callable[[int, Any], Awaitable[None] | None], engine: Engine
+) -> int:
+    """Call ``each(index, row)`` for every row, lazily; return how many rows there were.
+
+    ``each`` may return an awaitable (e.g. a queue put), which is awaited; a long run of
+    rows that need no request yields to the loop now and then so workers are not starved.
+    Reading ends early once the engine is stopping.
+    """
+    index = 0
+    if isinstance(rows, AsyncIterable):
+        iterator = aiter(rows)
+        try:
+            async for item in iterator:
+                if engine.stopping is not None:
+                    break
+                pending = each(index, item)
+                index += 1
+                if pending is not None:
+                    await pending
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+    else:
+        for item in rows:
+            if engine.stopping is not None:
+                break
+            pending = each(index, item)
+            index += 1
+            if pending is not None:
+                await pending
+            elif index % 256 == 0:
+                await asyncio.sleep(0)
+    return index

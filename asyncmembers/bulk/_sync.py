@@ -1,0 +1,357 @@
+"""``sync_members``: make an instance's members equal a desired list, on the same engine.
+
+Two phases, so that the removal guard can refuse before anything changes:
+
+1. **Plan.** One streamed read of the current members fills a compact
+   :class:`MemberTable` (about 50 bytes a member). The desired list is then read once,
+   lazily: each row is matched by userId or email (case-insensitively) and marked in the
+   table; an equal row is ``unchanged`` at once, an invalid row ``failed``; rows that need
+   a POST (missing) or a PATCH (role differs) go to a temporary spool file on disk, not
+   to memory. Members the list did not mark are the removals (``prune=True``).
+2. **Guard, then apply.** Too many removals (more than ``max_removals``, or 10 % of the
+   current members when it is None) raise :class:`ValidationError` with nothing sent.
+   Otherwise the engine's workers apply the spooled changes and the removals.
+
+A re-run after an interruption needs no journal to converge: its plan is made from the
+instance as it is then. The journal (mode ``sync``) records every outcome, is locked for
+the run and refused for another instance or mode, like an import's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import tempfile
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import IO, Any
+
+import attrs
+
+from .. import _schema
+from ..client import Client
+from ..errors import LosantError, ValidationError
+from ..models import InstanceMemberPost, MemberLike
+from ._digest import MemberTable
+from ._engine import (
+    ADD,
+    PATCH,
+    REMOVE,
+    Engine,
+    Job,
+    Stop,
+    check_progress,
+    check_settings,
+    member_keys,
+    raise_with_result,
+    read_rows,
+)
+from ._journal import Journal
+from ._pacing import Pacer
+from ._result import Outcome, Progress, SyncResult
+
+__all__ = ["SyncPlan", "sync_members"]
+
+#: Marks in the member table.
+_MATCHED = 1  # a desired row names this member
+_PROTECTED = 2  # an invalid row names it: never removed, since the list may want it
+
+#: With ``max_removals=None``, the share of current members a sync may remove.
+DEFAULT_REMOVAL_SHARE = 0.10
+
+
+#: How many rows of each kind a :class:`SyncPlan` shows.
+PLAN_SAMPLE = 5
+
+
+@attrs.define(slots=True)
+class SyncPlan:
+    """What a sync is about to do, passed to ``on_plan`` before any change is sent.
+
+    Counts of the changes (``add``, ``update``, ``remove``) and of the rows that need
+    none (``unchanged``, ``failed``: invalid rows), ``current`` (members read), and
+    ``samples``: the first rows of each kind (``"add"``, ``"update"``: the rows as given;
+    ``"remove"``: members in wire form). Raising from ``on_plan`` stops the sync with
+    nothing changed; the removal guard is checked after it.
+    """
+
+    current: int = 0
+    add: int = 0
+    update: int = 0
+    remove: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    samples: dict[str, list[Any]] = attrs.field(
+        factory=lambda: {"add": [], "update": [], "remove": []}
+    )
+
+
+def _check_max_removals(value: object) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ValidationError(
+        f"max_removals must be a whole number of at least 0, or None for at most 10% of the "
+        f"current members; got {value!r}",
+        field="max_removals",
+    )
+
+
+async def sync_members(
+    client: Client,
+    *,
+    instanceId: str,
+    members: Iterable[MemberLike] | AsyncIterable[MemberLike],
+    prune: bool = False,
+    max_removals: int | None = None,
+    dry_run: bool = False,
+    concurrency: int = 16,
+    journal: str | os.PathLike[str] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    max_rate: float | None = None,
+    losantdomain: str | None = None,
+    max_failures_kept: int | None = 1000,
+    progress: Progress | None = None,
+    protect: Iterable[str | os.PathLike[str] | None] = (),
+    on_plan: Callable[[SyncPlan], None] | None = None,
+) -> SyncResult:
+    """Make the instance's members match ``members`` (the desired list); return a :class:`SyncResult`.
+
+    ``members`` takes the same row forms as :func:`bulk_import`. A row matches a current
+    member by userId or email (case-insensitively): missing members are added (POST), a
+    differing role is changed (PATCH), an equal row is ``unchanged``, and with
+    ``prune=True`` current members that no row names are removed (DELETE). A later row
+    naming a member an earlier row named is a duplicate (``unchanged``, no request). An
+    invalid row fails with ``ValidationError``; the member it names, if any, is never
+    removed.
+
+    Nothing changes until the whole list has been read: a list that cannot be read to
+    the end raises its error with nothing sent, and a prune that would remove more than
+    ``max_removals`` members (None: more than 10 % of the current members) raises
+    :class:`ValidationError`. ``dry_run=True`` computes the same counts and outcomes
+    and changes nothing. ``total == added + updated + removed + unchanged + failed``;
+    ``total`` counts the rows seen plus the members considered for removal.
+
+    ``on_plan`` is called with the :class:`SyncPlan` (counts and the first rows of each
+    kind) once the list is read, before the removal guard and before any change: a
+    command line shows it, and may raise to stop with nothing changed.
+
+    Concurrency, pacing, ``on_outcome``, ``progress``, ``max_failures_kept``, the journal
+    (``protect``: paths it must not be) and fatal errors (raised with ``.result``) are
+    as in :func:`bulk_import`.
+    """
+    kept = check_settings(concurrency, max_rate, max_failures_kept)
+    limit = _check_max_removals(max_removals)
+    instance_id = _schema.check_object_id(instanceId, "instanceId")
+    _schema.check_header_value(losantdomain, "losantdomain")
+    progress = check_progress(progress)
+    engine = Engine(
+        client,
+        instance_id,
+        result=SyncResult(dry_run=dry_run),
+        concurrency=concurrency,
+        max_rate=max_rate,
+        on_outcome=on_outcome,
+        losantdomain=losantdomain,
+        progress=progress,
+    )
+    engine.result._failures.kept = kept
+    try:
+        if journal is not None:
+            engine.journal = await asyncio.to_thread(
+                Journal, journal, instance_id, mode="sync", protect=protect
+            )
+        with tempfile.TemporaryFile(prefix="asyncmembers-sync-") as spool:
+            sync = _Sync(engine, spool, prune=bool(prune), limit=limit)
+            sync.on_plan = on_plan
+            await sync.execute(members)
+    except Stop as stop:
+        raise_with_result(stop.error, engine.finish())
+    except LosantError as exc:
+        raise_with_result(exc, engine.finish())
+    finally:
+        engine.close()
+        engine.finish()
+    result = engine.finish()
+    assert isinstance(result, SyncResult)
+    return result
+
+
+def _raw_keys(item: object) -> tuple[str, ...]:
+    """The identities an invalid row seems to name (so that prune never removes them)."""
+    values: dict[str, object] = {}
+    if isinstance(item, Mapping):
+        values = {"email": item.get("email"), "userId": item.get("userId", item.get("user_id"))}
+    else:
+        fields, keys = getattr(item, "fields", None), getattr(item, "keys", None)
+        if isinstance(fields, Mapping) and isinstance(keys, Mapping):  # a SourceRow
+            values = {name: fields.get(keys.get(name, "")) for name in ("email", "userId")}
+    out = []
+    for name, prefix in (("userId", "u:"), ("email", "e:")):
+        value = values.get(name)
+        if isinstance(value, str) and value.strip():
+            out.append(prefix + value.strip().lower())
+    return tuple(out)
+
+
+class _Sync:
+    def __init__(self, engine: Engine, spool: IO[bytes], *, prune: bool, limit: int | None) -> None:
+        self.engine = engine
+        self.spool = spool
+        self.prune = prune
+        self.limit = limit
+        self.table = MemberTable()
+        self.current = 0
+        self.rows = 0
+        self.plan = SyncPlan()
+        self.on_plan: Callable[[SyncPlan], None] | None = None
+
+    async def execute(self, members: Iterable[MemberLike] | AsyncIterable[MemberLike]) -> None:
+        engine = self.engine
+        engine.pacer = Pacer(engine.concurrency, engine.max_rate)
+        await engine.read_members(self.table, engine.new_gate())
+        self.current = len(self.table)
+        self.rows = await read_rows(members, self._plan, engine)
+        if engine.stopping is not None:
+            raise Stop(engine.stopping)
+        removals = self.table.count_unmarked(self.current) if self.prune else 0
+        plan = self.plan
+        plan.current, plan.remove = self.current, removals
+        result = engine.result
+        assert isinstance(result, SyncResult)
+        plan.unchanged, plan.failed = result.unchanged, result.failed
+        if self.prune:
+            plan.samples["remove"] = [
+                self.table.wire(o) for o in self.table.unmarked(self.current)
+            ][:PLAN_SAMPLE]
+        if self.on_plan is not None:
+            try:
+                self.on_plan(plan)
+            except Exception as exc:
+                exc.add_note("raised by on_plan; nothing was changed")
+                raise Stop(exc) from exc
+        self._guard(removals)
+        if engine.result.dry_run:
+            for index, ordinal in enumerate(
+                self.table.unmarked(self.current) if self.prune else ()
+            ):
+                member = self.table.wire(ordinal)
+                engine.done(self.rows + index, member, "removed", (), "would be removed (dry run)")
+            return
+        await engine.run(self._feed, workers=engine.concurrency)
+
+    def _guard(self, removals: int) -> None:
+        if self.limit is not None:
+            if removals <= self.limit:
+                return
+            allowed = f"max_removals={self.limit}"
+        else:
+            if removals <= self.current * DEFAULT_REMOVAL_SHARE:
+                return
+            allowed = "10% of them (max_removals=None)"
+        raise ValidationError(
+            f"sync would remove {removals:,} of the instance's {self.current:,} members, more "
+            f"than {allowed}; nothing was changed. Check the list, or allow it with "
+            f"max_removals={removals} (--max-removals {removals})",
+            field="max_removals",
+        )
+
+    def _plan(self, index: int, item: object) -> None:
+        engine = self.engine
+        table = self.table
+        try:
+            post = InstanceMemberPost.coerce(item)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            # The list may still mean this member: never remove the one it seems to name.
+            ordinal = table.find_any(_raw_keys(item))
+            if ordinal is not None and not table.mark(ordinal):
+                table.set_mark(ordinal, _PROTECTED)
+            engine.done(index, item, "failed", (), error=exc)
+            return
+        keys = member_keys(post)
+        ordinal = table.find_any(keys)
+        if ordinal is None:
+            table.add(post.user_id, post.email, post.role.value, mark=_MATCHED)
+            self._change(ADD, index, item, post, keys, None, "would be added (dry run)")
+            return
+        if table.mark(ordinal) & _MATCHED:
+            engine.done(
+                index, item, "unchanged", keys, "duplicate in input", journal_as="duplicate"
+            )
+            return
+        table.set_mark(ordinal, _MATCHED)
+        role = table.role(ordinal)
+        if role == post.role.value:
+            engine.done(index, item, "unchanged", keys)
+            return
+        user_id = table.user_id(ordinal)
+        if user_id is None:
+            error = LosantError(
+                f"the member {keys[0][2:]} has no userId in the server's list; its role cannot be changed"
+            )
+            engine.done(index, item, "failed", keys, error=error)
+            return
+        self._change(
+            PATCH,
+            index,
+            item,
+            post,
+            keys,
+            user_id,
+            f"role would change from {role} to {post.role.value} (dry run)",
+        )
+
+    def _change(
+        self,
+        op: int,
+        index: int,
+        item: object,
+        post: InstanceMemberPost,
+        keys: tuple[str, ...],
+        user_id: str | None,
+        dry_reason: str,
+    ) -> None:
+        engine = self.engine
+        kind = "add" if op == ADD else "update"
+        if op == ADD:
+            self.plan.add += 1
+        else:
+            self.plan.update += 1
+        sample = self.plan.samples[kind]
+        if len(sample) < PLAN_SAMPLE:
+            sample.append(item)
+        if engine.result.dry_run:
+            engine.done(index, item, "created" if op == ADD else "updated", keys, dry_reason)
+            return
+        job: Job = (op, index, item, post, keys, user_id)
+        try:
+            record = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a row object that cannot be pickled: keep its wire form
+            record = pickle.dumps((op, index, post.to_wire(), post, keys, user_id))
+        self.spool.write(len(record).to_bytes(4, "big") + record)
+
+    async def _feed(self, queue: asyncio.Queue[Job | None]) -> None:
+        spool = self.spool
+        spool.flush()
+        spool.seek(0)
+        while self.engine.stopping is None and (head := spool.read(4)):
+            job: Job = pickle.loads(spool.read(int.from_bytes(head, "big")))  # our own spool file
+            await queue.put(job)
+        if not self.prune:
+            return
+        table = self.table
+        for number, ordinal in enumerate(table.unmarked(self.current)):
+            if self.engine.stopping is not None:
+                return
+            member: dict[str, Any] = table.wire(ordinal)
+            user_id = table.user_id(ordinal)
+            index = self.rows + number
+            keys = (("u:" + user_id,) if user_id else ()) + (
+                ("e:" + member["email"],) if "email" in member else ()
+            )
+            if user_id is None:
+                error = LosantError(
+                    "the member has no userId in the server's list; it cannot be removed"
+                )
+                self.engine.done(index, member, "failed", keys, error=error)
+                continue
+            await queue.put((REMOVE, index, member, None, keys, user_id))
