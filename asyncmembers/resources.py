@@ -268,7 +268,17 @@ class _SafePost:
       applied.
     """
 
-    __slots__ = ("ambiguous", "email", "gate", "losantdomain", "path", "req", "resource", "user_id")
+    __slots__ = (
+        "ambiguous",
+        "email",
+        "gate",
+        "last_post",
+        "losantdomain",
+        "path",
+        "req",
+        "resource",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -289,6 +299,8 @@ class _SafePost:
         )
         #: The first failure that may have been applied, once there is one.
         self.ambiguous: LosantError | None = None
+        #: The latest failure of the POST itself (what a give-up reports).
+        self.last_post: LosantError | None = None
 
     async def run(self) -> dict[str, Any]:
         session = self.resource._session
@@ -298,10 +310,13 @@ class _SafePost:
         except LosantError as exc:
             if self.ambiguous is None or exc.fatal:
                 raise
-            found = await self._lookup_quietly(deadline)
+            try:
+                found = await self._lookup(deadline)
+            except LosantError as lookup_error:
+                raise self._gave_up(exc, lookup_error) from exc
             if found is not None:
                 return found
-            raise self._gave_up(exc) from exc
+            raise self._gave_up(exc, None) from exc
         if is_member(data, self.email, self.user_id):
             return data  # type: ignore[no-any-return]
         # A success that is not the member sent (a list, another user, a proxy's page).
@@ -334,6 +349,7 @@ class _SafePost:
                     return found
             raise
         except LosantError as exc:
+            self.last_post = exc
             if self.ambiguous is None and exc.may_have_been_applied:
                 self.ambiguous = exc
             raise
@@ -354,21 +370,36 @@ class _SafePost:
         except LosantError:
             return None
 
-    def _gave_up(self, exc: LosantError) -> LosantError:
-        """The error to raise when the POST is given up after an ambiguous attempt."""
-        ambiguous = self.ambiguous
-        assert ambiguous is not None
-        if exc.method != "POST":
-            # The confirming lookup failed last: report the POST, which is what failed.
-            return ambiguous.evolve(
-                message=f"{ambiguous.message}; the lookup to confirm it failed too ({exc.message})",
-                attempts=exc.attempts,
-            )
-        if exc.may_have_been_applied:
-            return exc
-        return exc.evolve(
-            message=f"{exc.message}; an earlier attempt may have been applied",
-            earlier_attempt_applied=True,
+    def _gave_up(self, exc: LosantError, lookup_error: LosantError | None) -> LosantError:
+        """The error to raise when the POST is given up after an ambiguous attempt.
+
+        ``exc`` is what ended the retries (a POST's error, or a confirming lookup's);
+        ``lookup_error`` is the last lookup's failure, None if it answered "not there".
+        The error is always the POST's: when no lookup could tell, it says the POST may
+        have been applied, whatever the POST's own answer was (a 5xx says nothing of it).
+        """
+        post = exc if exc.method == "POST" else self.last_post
+        assert post is not None
+        attempts = exc.attempts if exc.attempts is not None else post.attempts
+        message = post.message
+        if lookup_error is not None:
+            if not post.may_have_been_applied:
+                # A 429 or a refused connection last, after an earlier ambiguous attempt.
+                message = f"{message}; an earlier attempt may have been applied"
+            elif "may have been applied" not in message:
+                message = f"{message}; the request may have been applied"
+            failed = exc if exc is not post else lookup_error
+            message = f"{message} (the lookup to confirm it failed too: {failed.message})"
+        elif post is not exc:
+            message = f"{message}; a lookup shows the member was not added"
+        elif not post.may_have_been_applied:
+            message = f"{message}; an earlier attempt may have been applied"
+        if message == post.message and attempts == post.attempts:
+            return post
+        return post.evolve(
+            message=message,
+            attempts=attempts,
+            earlier_attempt_applied=post.earlier_attempt_applied or not post._applied(),
         )
 
 
