@@ -20,6 +20,7 @@ import cattrs
 from . import _schema
 from ._session import AttemptGate, Session
 from ._streaming import iter_members
+from ._transport import Request
 from .errors import BadRequestError, LosantError, NotFoundError, ProtocolError, ValidationError
 from .models import (
     InstanceMember,
@@ -158,7 +159,19 @@ class InstanceMembersResource:
         The POST is sent under the confirm-before-resend rule (:class:`_SafePost`). A user
         who was a member before raises ``BadRequestError`` with ``already_member`` True.
         """
-        return await _SafePost(self, path, post, losantdomain, gate).run()
+        # The first attempt is the whole call for nearly every row: it is sent here, with
+        # nothing built for the cases that need more. A failure, or an answer that is not
+        # the member sent, hands the call to _SafePost, which owns the POST rule.
+        session = self._session
+        req = session.build("POST", path, body=post.to_wire(), losantdomain=losantdomain)
+        deadline = session.deadline()
+        try:
+            data = await session.send(req, gate, deadline)
+        except LosantError as exc:
+            return await _SafePost(self, req, post, losantdomain, gate).after(exc, deadline)
+        if is_member(data, post.email, post.user_id):
+            return data  # type: ignore[no-any-return]
+        return await _SafePost(self, req, post, losantdomain, gate).unexpected(data, deadline)
 
     async def list_raw(
         self, path: str, *, losantdomain: str | None = None, gate: AttemptGate | None = None
@@ -283,30 +296,30 @@ class _SafePost:
     def __init__(
         self,
         resource: InstanceMembersResource,
-        path: str,
+        req: Request,
         post: InstanceMemberPost,
         losantdomain: str | None,
         gate: AttemptGate | None,
     ) -> None:
         self.resource = resource
-        self.path = path
+        self.req = req
+        self.path = req.path
         self.email = post.email
         self.user_id = post.user_id
         self.losantdomain = losantdomain
         self.gate = gate
-        self.req = resource._session.build(
-            "POST", path, body=post.to_wire(), losantdomain=losantdomain
-        )
         #: The first failure that may have been applied, once there is one.
         self.ambiguous: LosantError | None = None
         #: The latest failure of the POST itself (what a give-up reports).
         self.last_post: LosantError | None = None
 
-    async def run(self) -> dict[str, Any]:
-        session = self.resource._session
-        deadline = session.deadline()
+    async def after(self, first: LosantError, deadline: float) -> dict[str, Any]:
+        """The rest of the call after the first attempt failed with ``first``."""
+        self._failed(first)
         try:
-            data = await session.retrying(self.req, self.gate, deadline, safe=self)
+            data = await self.resource._session.retry_after(
+                first, self.req, self.gate, deadline, safe=self
+            )
         except LosantError as exc:
             if self.ambiguous is None or exc.fatal:
                 raise
@@ -319,7 +332,11 @@ class _SafePost:
             raise self._gave_up(exc, None) from exc
         if is_member(data, self.email, self.user_id):
             return data  # type: ignore[no-any-return]
-        # A success that is not the member sent (a list, another user, a proxy's page).
+        return await self.unexpected(data, deadline)
+
+    async def unexpected(self, data: Any, deadline: float) -> dict[str, Any]:
+        """A success that is not the member sent (a list, another user, a proxy's page):
+        believed only if a lookup finds the member."""
         found = await self._lookup_quietly(deadline)
         if found is not None:
             return found
@@ -331,6 +348,11 @@ class _SafePost:
             method="POST",
             path=self.path,
         )
+
+    def _failed(self, exc: LosantError) -> None:
+        self.last_post = exc
+        if self.ambiguous is None and exc.may_have_been_applied:
+            self.ambiguous = exc
 
     async def attempt(self, deadline: float) -> Any:
         """One attempt of the POST, confirming first when an earlier one may have applied."""
@@ -349,9 +371,7 @@ class _SafePost:
                     return found
             raise
         except LosantError as exc:
-            self.last_post = exc
-            if self.ambiguous is None and exc.may_have_been_applied:
-                self.ambiguous = exc
+            self._failed(exc)
             raise
 
     async def _lookup(self, deadline: float) -> dict[str, Any] | None:
