@@ -24,18 +24,10 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import attrs
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_any,
-    stop_before_delay,
-)
 from yarl import URL
 
 from . import _json, _schema
@@ -50,6 +42,9 @@ from .errors import (
     ValidationError,
 )
 from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Attempt", "AttemptGate", "Session"]
 
@@ -430,6 +425,16 @@ class Session:
         absent_ok: bool,
     ) -> Any:
         """Attempts 2..N after ``first`` failed: tenacity drives waits, stops and logs."""
+        # Imported here, after a first failure worth retrying: most runs never need it,
+        # and importing the package should not pay for it.
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            stop_any,
+            stop_before_delay,
+        )
+
         policy = self.retry
         loop = asyncio.get_running_loop()
         method, path = req.method, req.path

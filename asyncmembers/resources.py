@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import cattrs
-
 from . import _schema
 from ._session import AttemptGate, Session
 from ._streaming import iter_members
@@ -28,7 +26,7 @@ from .models import (
     InstanceMemberPost,
     InstanceMembers,
     MemberLike,
-    converter,
+    structure,
 )
 
 __all__ = [
@@ -552,12 +550,12 @@ def _show(data: object) -> str:
 
 def _structure(data: Any, cls: type[T], method: str, path: str) -> T:
     try:
-        return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError) as exc:
+        return structure(data, cls)
+    except ValidationError as exc:
         raise ProtocolError(
             f"the server's answer does not look like {cls.__name__}: {_show(data)}",
             status=200,
             data=data,
             method=method,
             path=path,
-        ) from exc
+        ) from exc.__cause__
