@@ -6,7 +6,8 @@ Layers, each doing one thing you can name (the httpx shape):
   and asyncio failure to :mod:`asyncmembers.errors` at one boundary;
 - :meth:`Session.send` is one attempt as the caller's pacing sees it: the ``gate``, the
   remaining time budget, the attempt timeout;
-- :meth:`Session.retrying` is the one retry loop, driven by :class:`RetryPolicy` with
+- :meth:`Session.retrying` sends the first attempt; :meth:`Session.retry_after` is the one
+  retry loop after a first failure, driven by :class:`RetryPolicy` with
   tenacity, the way stamina uses it: ``stop_any(stop_after_attempt, stop_before_delay)``
   and a wait that honours ``Retry-After``. Which failures are worth another attempt, and
   which may have been applied, is read from the errors themselves (``errors.py``).
@@ -23,18 +24,10 @@ import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import attrs
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_any,
-    stop_before_delay,
-)
 from yarl import URL
 
 from . import _json, _schema
@@ -49,6 +42,9 @@ from .errors import (
     ValidationError,
 )
 from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Attempt", "AttemptGate", "Session"]
 
@@ -386,22 +382,35 @@ class Session:
         gate: AttemptGate | None,
         deadline: float,
         *,
-        safe: Attempt | None = None,
         absent_ok: bool = False,
     ) -> Any:
         """Run a call's attempts as :class:`RetryPolicy` says; return the first success.
 
-        The first attempt runs directly: tenacity's machinery costs tens of microseconds a
-        call, a large share of a loopback request, so it is entered only after a first
-        failure worth retrying (and then for the rest of the call, in plain sight). ``safe``
-        replaces the plain attempt (the POST rule: it confirms before resending).
+        The first attempt is sent directly: tenacity's machinery costs tens of microseconds
+        a call, a large share of a loopback request, so it is entered only after a first
+        failure worth retrying (:meth:`retry_after`, in plain sight).
         """
         try:
-            if safe is not None:
-                return await safe.attempt(deadline)
             return await self.send(req, gate, deadline)
         except LosantError as exc:
             first = exc
+        return await self.retry_after(first, req, gate, deadline, absent_ok=absent_ok)
+
+    async def retry_after(
+        self,
+        first: LosantError,
+        req: Request,
+        gate: AttemptGate | None,
+        deadline: float,
+        *,
+        safe: Attempt | None = None,
+        absent_ok: bool = False,
+    ) -> Any:
+        """The rest of a call whose first attempt failed with ``first``: raise it if it is
+        not worth another attempt, else retry as :class:`RetryPolicy` says.
+
+        ``safe`` replaces the plain attempt (the POST rule: it confirms before resending).
+        """
         if self.retry.attempts == 1 or not self.should_retry(first, req.method, safe is not None):
             raise first
         return await self._retry(req, gate, deadline, safe, first, absent_ok)
@@ -416,6 +425,16 @@ class Session:
         absent_ok: bool,
     ) -> Any:
         """Attempts 2..N after ``first`` failed: tenacity drives waits, stops and logs."""
+        # Imported here, after a first failure worth retrying: most runs never need it,
+        # and importing the package should not pay for it.
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            stop_any,
+            stop_before_delay,
+        )
+
         policy = self.retry
         loop = asyncio.get_running_loop()
         method, path = req.method, req.path

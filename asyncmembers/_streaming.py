@@ -13,8 +13,6 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Final
 
-import ijson  # type: ignore[import-untyped]
-
 from .errors import ProtocolError
 
 __all__ = ["MAX_DEPTH", "DepthGuard", "iter_members"]
@@ -82,6 +80,9 @@ async def iter_members(
     ``items``, or nested deeper than :data:`MAX_DEPTH`. ``scrub`` masks secrets in any
     server text quoted in an error.
     """
+    # Imported on the first streamed read, not with the package.
+    import ijson  # type: ignore[import-untyped]
+
     found: list[Any] = ijson.sendable_list()
     parser = ijson.items_coro(found, "items.item")
     guard = DepthGuard()

@@ -13,12 +13,11 @@ case-insensitively).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from . import _schema
 from .errors import ValidationError
@@ -32,6 +31,8 @@ __all__ = [
     "Role",
     "SupportsMemberPost",
     "converter",
+    "get_converter",
+    "structure",
 ]
 
 
@@ -270,7 +271,7 @@ class InstanceMember:
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (camelCase keys, unset fields left out), ready for JSON."""
-        data: dict[str, Any] = converter.unstructure(self)
+        data: dict[str, Any] = get_converter().unstructure(self)
         return data
 
     @classmethod
@@ -279,7 +280,7 @@ class InstanceMember:
 
         Raises ``ValidationError`` when ``data`` is not an Instance Member.
         """
-        return _from_dict(data, cls)
+        return structure(data, cls)
 
 
 @attrs.frozen(slots=True)
@@ -296,7 +297,7 @@ class InstanceMembers:
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (camelCase keys, unset fields left out), ready for JSON."""
-        data: dict[str, Any] = converter.unstructure(self)
+        data: dict[str, Any] = get_converter().unstructure(self)
         return data
 
     @classmethod
@@ -305,7 +306,7 @@ class InstanceMembers:
 
         Raises ``ValidationError`` when ``data`` is not Instance Members.
         """
-        return _from_dict(data, cls)
+        return structure(data, cls)
 
 
 class SupportsMemberPost(Protocol):
@@ -334,7 +335,16 @@ def _require(kind: type, label: str, hook: Callable[[Any, Any], Any]) -> Callabl
     return structure
 
 
-def _make_converter() -> cattrs.Converter:
+@functools.cache
+def get_converter() -> cattrs.Converter:
+    """The package's cattrs converter, built on first use (never the global one).
+
+    Built lazily, and cattrs imported with it, so importing the package costs neither:
+    ``bulk_import`` and ``add_raw`` never structure models.
+    """
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
     conv = cattrs.Converter(omit_if_default=False)
     role_type: Any = Role | str | None
     conv.register_structure_hook_func(
@@ -367,14 +377,28 @@ def _make_converter() -> cattrs.Converter:
 _T = TypeVar("_T")
 
 
-def _from_dict(data: Mapping[str, Any], cls: type[_T]) -> _T:
+def structure(data: Any, cls: type[_T]) -> _T:
+    """``data`` (wire form) as ``cls``; ``ValidationError`` if it is not one."""
+    conv = get_converter()
+    import cattrs  # already imported by get_converter: a dict lookup
+
     try:
-        return converter.structure(data, cls)
+        return conv.structure(data, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError) as exc:
         raise ValidationError(
             f"not the wire form of {cls.__name__}: {repr(data)[:80]} ({exc})"
         ) from exc
 
 
-#: The package's converter. Never the global one: hooks registered here stay ours.
-converter: cattrs.Converter = _make_converter()
+if TYPE_CHECKING:
+    import cattrs
+
+    #: The package's converter (:func:`get_converter`), as a module attribute.
+    converter: cattrs.Converter
+
+
+def __getattr__(name: str) -> Any:
+    # ``models.converter`` is built on first access (PEP 562), not at import.
+    if name == "converter":
+        return get_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import cattrs
-
 from . import _schema
 from ._session import AttemptGate, Session
 from ._streaming import iter_members
+from ._transport import Request
 from .errors import BadRequestError, LosantError, NotFoundError, ProtocolError, ValidationError
 from .models import (
     InstanceMember,
@@ -27,7 +26,7 @@ from .models import (
     InstanceMemberPost,
     InstanceMembers,
     MemberLike,
-    converter,
+    structure,
 )
 
 __all__ = [
@@ -158,7 +157,19 @@ class InstanceMembersResource:
         The POST is sent under the confirm-before-resend rule (:class:`_SafePost`). A user
         who was a member before raises ``BadRequestError`` with ``already_member`` True.
         """
-        return await _SafePost(self, path, post, losantdomain, gate).run()
+        # The first attempt is the whole call for nearly every row: it is sent here, with
+        # nothing built for the cases that need more. A failure, or an answer that is not
+        # the member sent, hands the call to _SafePost, which owns the POST rule.
+        session = self._session
+        req = session.build("POST", path, body=post.to_wire(), losantdomain=losantdomain)
+        deadline = session.deadline()
+        try:
+            data = await session.send(req, gate, deadline)
+        except LosantError as exc:
+            return await _SafePost(self, req, post, losantdomain, gate).after(exc, deadline)
+        if is_member(data, post.email, post.user_id):
+            return data  # type: ignore[no-any-return]
+        return await _SafePost(self, req, post, losantdomain, gate).unexpected(data, deadline)
 
     async def list_raw(
         self, path: str, *, losantdomain: str | None = None, gate: AttemptGate | None = None
@@ -268,43 +279,62 @@ class _SafePost:
       applied.
     """
 
-    __slots__ = ("ambiguous", "email", "gate", "losantdomain", "path", "req", "resource", "user_id")
+    __slots__ = (
+        "ambiguous",
+        "email",
+        "gate",
+        "last_post",
+        "losantdomain",
+        "path",
+        "req",
+        "resource",
+        "user_id",
+    )
 
     def __init__(
         self,
         resource: InstanceMembersResource,
-        path: str,
+        req: Request,
         post: InstanceMemberPost,
         losantdomain: str | None,
         gate: AttemptGate | None,
     ) -> None:
         self.resource = resource
-        self.path = path
+        self.req = req
+        self.path = req.path
         self.email = post.email
         self.user_id = post.user_id
         self.losantdomain = losantdomain
         self.gate = gate
-        self.req = resource._session.build(
-            "POST", path, body=post.to_wire(), losantdomain=losantdomain
-        )
         #: The first failure that may have been applied, once there is one.
         self.ambiguous: LosantError | None = None
+        #: The latest failure of the POST itself (what a give-up reports).
+        self.last_post: LosantError | None = None
 
-    async def run(self) -> dict[str, Any]:
-        session = self.resource._session
-        deadline = session.deadline()
+    async def after(self, first: LosantError, deadline: float) -> dict[str, Any]:
+        """The rest of the call after the first attempt failed with ``first``."""
+        self._failed(first)
         try:
-            data = await session.retrying(self.req, self.gate, deadline, safe=self)
+            data = await self.resource._session.retry_after(
+                first, self.req, self.gate, deadline, safe=self
+            )
         except LosantError as exc:
             if self.ambiguous is None or exc.fatal:
                 raise
-            found = await self._lookup_quietly(deadline)
+            try:
+                found = await self._lookup(deadline)
+            except LosantError as lookup_error:
+                raise self._gave_up(exc, lookup_error) from exc
             if found is not None:
                 return found
-            raise self._gave_up(exc) from exc
+            raise self._gave_up(exc, None) from exc
         if is_member(data, self.email, self.user_id):
             return data  # type: ignore[no-any-return]
-        # A success that is not the member sent (a list, another user, a proxy's page).
+        return await self.unexpected(data, deadline)
+
+    async def unexpected(self, data: Any, deadline: float) -> dict[str, Any]:
+        """A success that is not the member sent (a list, another user, a proxy's page):
+        believed only if a lookup finds the member."""
         found = await self._lookup_quietly(deadline)
         if found is not None:
             return found
@@ -316,6 +346,11 @@ class _SafePost:
             method="POST",
             path=self.path,
         )
+
+    def _failed(self, exc: LosantError) -> None:
+        self.last_post = exc
+        if self.ambiguous is None and exc.may_have_been_applied:
+            self.ambiguous = exc
 
     async def attempt(self, deadline: float) -> Any:
         """One attempt of the POST, confirming first when an earlier one may have applied."""
@@ -334,8 +369,7 @@ class _SafePost:
                     return found
             raise
         except LosantError as exc:
-            if self.ambiguous is None and exc.may_have_been_applied:
-                self.ambiguous = exc
+            self._failed(exc)
             raise
 
     async def _lookup(self, deadline: float) -> dict[str, Any] | None:
@@ -354,21 +388,36 @@ class _SafePost:
         except LosantError:
             return None
 
-    def _gave_up(self, exc: LosantError) -> LosantError:
-        """The error to raise when the POST is given up after an ambiguous attempt."""
-        ambiguous = self.ambiguous
-        assert ambiguous is not None
-        if exc.method != "POST":
-            # The confirming lookup failed last: report the POST, which is what failed.
-            return ambiguous.evolve(
-                message=f"{ambiguous.message}; the lookup to confirm it failed too ({exc.message})",
-                attempts=exc.attempts,
-            )
-        if exc.may_have_been_applied:
-            return exc
-        return exc.evolve(
-            message=f"{exc.message}; an earlier attempt may have been applied",
-            earlier_attempt_applied=True,
+    def _gave_up(self, exc: LosantError, lookup_error: LosantError | None) -> LosantError:
+        """The error to raise when the POST is given up after an ambiguous attempt.
+
+        ``exc`` is what ended the retries (a POST's error, or a confirming lookup's);
+        ``lookup_error`` is the last lookup's failure, None if it answered "not there".
+        The error is always the POST's: when no lookup could tell, it says the POST may
+        have been applied, whatever the POST's own answer was (a 5xx says nothing of it).
+        """
+        post = exc if exc.method == "POST" else self.last_post
+        assert post is not None
+        attempts = exc.attempts if exc.attempts is not None else post.attempts
+        message = post.message
+        if lookup_error is not None:
+            if not post.may_have_been_applied:
+                # A 429 or a refused connection last, after an earlier ambiguous attempt.
+                message = f"{message}; an earlier attempt may have been applied"
+            elif "may have been applied" not in message:
+                message = f"{message}; the request may have been applied"
+            failed = exc if exc is not post else lookup_error
+            message = f"{message} (the lookup to confirm it failed too: {failed.message})"
+        elif post is not exc:
+            message = f"{message}; a lookup shows the member was not added"
+        elif not post.may_have_been_applied:
+            message = f"{message}; an earlier attempt may have been applied"
+        if message == post.message and attempts == post.attempts:
+            return post
+        return post.evolve(
+            message=message,
+            attempts=attempts,
+            earlier_attempt_applied=post.earlier_attempt_applied or not post._applied(),
         )
 
 
@@ -501,12 +550,12 @@ def _show(data: object) -> str:
 
 def _structure(data: Any, cls: type[T], method: str, path: str) -> T:
     try:
-        return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError, AttributeError) as exc:
+        return structure(data, cls)
+    except ValidationError as exc:
         raise ProtocolError(
             f"the server's answer does not look like {cls.__name__}: {_show(data)}",
             status=200,
             data=data,
             method=method,
             path=path,
-        ) from exc
+        ) from exc.__cause__
