@@ -1,0 +1,116 @@
+"""Adversarial findings (h8-attack): hostile servers on loopback.
+
+Each test asserts the behaviour the SPEC/README promise; each fails on the code it was
+written against.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+import asyncmembers as am
+
+IID = "575ec8687ae143cd83dc4a97"
+TOKEN = "tok-ATTACK-0123456789abcdef"
+FAST = am.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.01, timeout=10, max_retry_after=5)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_huge_numeric_retry_after_is_a_losant_error_not_overflow() -> None:
+    """A 429 whose Retry-After is an enormous delta-seconds must end as a LosantError
+    (RateLimitError, quota exhausted), never a bare OverflowError escaping the client."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"type": "TooManyRequests", "message": "slow down"},
+            status=429,
+            headers={"Retry-After": "99999999999999999999999"},
+        )
+
+    async with serve(handler) as url, am.Client(auth_token=TOKEN, url=url, retry=FAST) as client:
+        try:
+            await client.instance_members.get(instanceId=IID)
+        except am.LosantError as exc:
+            assert isinstance(exc, am.RateLimitError)
+        except BaseException as exc:  # pragma: no cover - the failure being reported
+            raise AssertionError(f"non-LosantError escaped: {type(exc).__name__}: {exc}") from exc
+        else:
+            raise AssertionError("a 429 forever must not succeed")
+
+
+async def test_huge_numeric_retry_after_in_bulk_import_is_accounted() -> None:
+    """Same Retry-After inside bulk_import: the run must end with a LosantError (fatal,
+    quota exhausted) carrying .result, or account the row, never an OverflowError."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"type": "TooManyRequests", "message": "slow down"},
+            status=429,
+            headers={"Retry-After": "99999999999999999999999"},
+        )
+
+    rows = [{"email": "ann@example.com", "role": "view"}]
+    async with serve(handler) as url, am.Client(auth_token=TOKEN, url=url, retry=FAST) as client:
+        try:
+            result = await am.bulk_import(client, instanceId=IID, members=rows, concurrency=1)
+        except am.LosantError as exc:
+            result = exc.result  # type: ignore[attr-defined]
+        except BaseException as exc:
+            raise AssertionError(f"non-LosantError escaped: {type(exc).__name__}: {exc}") from exc
+        assert result.total == result.created + result.updated + result.skipped + result.failed == 1
+
+
+async def test_token_json_escaped_in_error_body_is_redacted() -> None:
+    """A server echoing the token with a JSON \\uXXXX escape: once decoded the token is
+    in the error's message and data. It must be redacted like a verbatim echo is."""
+    escaped = "\\u%04x" % ord(TOKEN[0]) + TOKEN[1:]
+    body = '{"type": "BadRequest", "message": "bad token ' + escaped + '"}'
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=400, text=body, content_type="application/json")
+
+    buf = io.StringIO()
+    log_handler = logging.StreamHandler(buf)
+    root = logging.getLogger()
+    root.addHandler(log_handler)
+    old = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        async with serve(handler) as url, am.Client(auth_token=TOKEN, url=url, retry=FAST) as client:
+            try:
+                await client.instance_members.get(instanceId=IID)
+            except am.BadRequestError as exc:
+                seen = str(exc) + repr(exc) + repr(exc.data) + exc.message
+                assert TOKEN not in seen
+            result = await am.bulk_import(
+                client, instanceId=IID, members=[{"email": "bob@example.com", "role": "view"}]
+            )
+            assert result.failed == 1
+            text = json.dumps(result.to_dict(), default=str) + "".join(
+                str(f.error) + repr(f.error) + repr(f.error.data) for f in result.failures
+            )
+            assert TOKEN not in text
+    finally:
+        root.removeHandler(log_handler)
+        root.setLevel(old)
+    assert TOKEN not in buf.getvalue()
