@@ -60,3 +60,20 @@ async def test_a_member_listed_without_email_is_removed_when_every_row_names_a_u
         result = await am.sync_members(client, instanceId=IID, members=desired, prune=True)
     assert uid(0) not in instance.members
     assert (result.removed, result.failed) == (1, 0)
+
+
+async def test_a_desired_list_that_raises_midway_changes_nothing_and_keeps_the_result() -> None:
+    instance = Instance(5, listing="plain")
+
+    def rows() -> object:
+        yield {"email": "new@example.com", "role": "view"}
+        yield {"email": "m0@example.com", "role": "view"}
+        raise RuntimeError("the caller's list failed")
+
+    async with serve(instance) as url, am.Client(auth_token=TOKEN, url=url, retry=FAST) as client:
+        with pytest.raises(RuntimeError, match="the caller's list failed") as info:
+            await am.sync_members(client, instanceId=IID, members=rows(), prune=True)  # type: ignore[arg-type]
+    assert instance.changes == []
+    result = info.value.result  # type: ignore[attr-defined]
+    assert isinstance(result, am.SyncResult)
+    assert (result.total, result.unchanged) == (1, 1)

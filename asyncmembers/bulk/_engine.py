@@ -95,7 +95,8 @@ def is_fatal(exc: LosantError) -> bool:
 
 def with_result(exc: BaseException, result: object) -> BaseException:
     """``exc`` with the partial result attached: a copy for a LosantError (whose cause is
-    the original); the caller's own exception (from ``on_outcome``) gets the attribute."""
+    the original); the caller's own exception (from ``on_outcome``, ``on_plan`` or the
+    rows' iterator) gets the attribute."""
     if isinstance(exc, LosantError):
         return exc.with_result(result)
     exc.result = result  # type: ignore[attr-defined]
@@ -390,7 +391,10 @@ class Engine:
         if self.stopping is not None:
             raise Stop(self.stopping)
         if self.input_error is not None:
-            raise self.input_error
+            # Raised with the partial result, like an on_outcome's error: the rows read
+            # before the input failed were sent and finished, and the caller must be able
+            # to tell which (a caller's own generator raising is no LosantError).
+            raise Stop(self.input_error)
 
     async def _work(self, queue: asyncio.Queue[Job | None]) -> None:
         gate = self.new_gate()  # one per worker: counts this worker's sends

@@ -223,7 +223,13 @@ class _Sync:
         engine.pacer = Pacer(engine.concurrency, engine.max_rate)
         await engine.read_members(self.table, engine.new_gate())
         self.current = self.members = len(self.table)
-        self.rows = await read_rows(members, self._plan, engine)
+        try:
+            self.rows = await read_rows(members, self._plan, engine)
+        except Exception as exc:
+            # The desired list failed part-way (a SourceError, the caller's generator):
+            # nothing was changed; raised with the partial result like any stop.
+            exc.add_note("raised while reading the desired list; nothing was changed")
+            raise Stop(exc) from exc
         if engine.stopping is not None:
             raise Stop(engine.stopping)
         if self.prune:
