@@ -424,3 +424,23 @@ async def test_remove_file_under_faults_removes_each_listed_member_once(
     assert result.exit_code == 0, result.output
     assert emails(losant_server) == sorted(f"m{i}@example.com" for i in range(1, 60, 2))
     assert re.search(r"Removed\s+30\b", result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("other", ["input", "--errors", "--summary-json"])
+async def test_import_journal_may_not_be_another_file_of_the_run(
+    losant_server: FakeLosantServer, tmp_path: Path, other: str
+) -> None:
+    path = write(tmp_path / "m.csv", "email,role\na@example.com,view\n")
+    target = path if other == "input" else tmp_path / "same.file"
+    if other != "input":  # an earlier run's journal: it must survive the refusal
+        target.write_text("precious\n")
+    extra = [] if other == "input" else [other, str(target)]
+    result = await run(
+        losant_server, "import", str(path), "--instance", IID, "--journal", str(target), *extra
+    )
+    assert result.exit_code == 2, result.output
+    assert "journal" in one_error_line(result)
+    assert losant_server.stats.by_method["POST"] == 0
+    assert path.read_text() == "email,role\na@example.com,view\n"
+    if other != "input":
+        assert target.read_text() == "precious\n"

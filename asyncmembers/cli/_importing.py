@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from ..bulk import BulkResult, Outcome, Progress, bulk_import
+from ..bulk import BulkResult, Outcome, Progress, bulk_import, check_journal_path
 from ..client import Client
 from ..errors import LosantError
 from ..report import ErrorReportWriter
@@ -80,6 +80,13 @@ async def run_import(
     may not be ``source_path``, the error report or the summary file (exit 2).
     """
     stop = current_stop()
+    if journal is not None:
+        # Before the report or the summary file is created: either would overwrite it.
+        try:
+            check_journal_path(journal, (source_path, errors, summary_json))
+        except LosantError as exc:
+            source.close()
+            raise CliError(one_line(exc), exit_code_for(exc)) from None
     report: ErrorReportWriter | None = None
     if errors is not None:
         try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ..bulk import Outcome, Progress, SyncPlan, SyncResult, sync_members
+from ..bulk import Outcome, Progress, SyncPlan, SyncResult, check_journal_path, sync_members
 from ..client import Client
 from ..errors import LosantError, ValidationError
 from ..report import ErrorReportWriter
@@ -96,6 +96,13 @@ async def run_sync(
     raises :class:`CliError` with the error's one line and exit status (2 for the guard).
     """
     stop = current_stop()
+    if journal is not None:
+        # Before the report or the summary file is created: either would overwrite it.
+        try:
+            check_journal_path(journal, (source_path, errors, summary_json))
+        except LosantError as exc:
+            source.close()
+            raise CliError(one_line(exc), exit_code_for(exc)) from None
     report: ErrorReportWriter | None = None
     if errors is not None:
         try:
