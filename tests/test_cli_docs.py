@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from asyncmembers.cli import cli
@@ -53,7 +54,7 @@ def test_global_options_table_matches_the_group() -> None:
     documented = set().union(*(names(row[0]) for row in table("| global option |")))
     assert documented == options(cli)
     # ... and every API command accepts them after its name, as README says.
-    for name in ("list", "add", "import"):
+    for name in ("list", "add", "import", "sync", "remove"):
         assert options(command(name)) >= AFTER_COMMAND, name
 
 
@@ -94,3 +95,22 @@ def test_exit_statuses_match() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     listed = re.findall(r"^\s+(\d+)\s+\S", result.output.split("Exit status:")[1], re.M)
     assert {int(code) for code in listed} == documented
+
+
+@pytest.mark.parametrize("name", ["sync", "remove"])
+def test_sync_and_remove_option_tables_match_their_help(name: str) -> None:
+    documented = set().union(*(names(row[0]) for row in table(f"| {name} option | what |")))
+    assert documented == options(command(name)) - AFTER_COMMAND
+    assert options(command(name)) >= AFTER_COMMAND
+    shown = CliRunner().invoke(cli, [name, "--help"]).output
+    for option in documented:
+        assert option in shown, option
+
+
+def test_the_lifecycle_example_runs_as_written() -> None:
+    # README's "Membership lifecycle" library example, against the embedded server.
+    section = README[README.index("## Membership lifecycle") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)

@@ -263,3 +263,75 @@ def test_a_signal_during_import_stops_cleanly_and_the_journal_resumes(
         assert sorted(r["email"] for r in rows) == sorted(f"user{i}@example.com" for i in range(n))
     finally:
         s.close()
+
+
+def test_sync_prune_under_faults_stopped_by_sigterm_then_rerun_converges(tmp_path: Path) -> None:
+    # Issue 12: a sync with --prune and a journal, on a faulty server, stopped by SIGTERM
+    # part-way; the same command run again leaves the instance exactly equal to the list.
+    s = Server("--latency", "0.05", "--error-rate", "0.03", "--drop-after-commit-rate", "0.03")
+    try:
+        start = tmp_path / "start.csv"
+        start.write_text(
+            "email,role\n" + "".join(f"user{i}@example.com,view\n" for i in range(300)),
+            encoding="utf-8",
+        )
+        seeded = run("import", str(start), "--instance", IID, "--no-progress", url=s.url)
+        assert seeded.returncode == 0, seeded.stderr
+        # 100 new, every 10th of those kept changes role, 20 leavers (under the 10 % guard).
+        wanted = {f"user{i}@example.com": "admin" if i % 10 == 0 else "view" for i in range(280)}
+        wanted |= {f"new{i}@example.com": "view" for i in range(100)}
+        desired = tmp_path / "desired.csv"
+        desired.write_text(
+            "email,role\n" + "".join(f"{e},{r}\n" for e, r in wanted.items()), encoding="utf-8"
+        )
+        journal = tmp_path / "sync.journal"
+        summary = tmp_path / "summary.json"
+        args = ["sync", str(desired), "--instance", IID, "--prune", "--journal", str(journal)]
+        proc = subprocess.Popen(
+            cli(
+                "--url",
+                s.url,
+                "--token",
+                TOKEN,
+                *args,
+                "--concurrency",
+                "1",
+                "--summary-json",
+                str(summary),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        guard = threading.Timer(HANG_GUARD, proc.kill)
+        guard.start()
+        try:
+            assert proc.stderr is not None
+            seen = []
+            for line in proc.stderr:
+                seen.append(line)
+                if line.startswith("sync: "):
+                    break
+            assert seen and seen[-1].startswith("sync: "), seen
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate()
+        finally:
+            guard.cancel()
+        assert proc.returncode == 143, err
+        assert out.index("Sync plan") < out.index("Sync summary (interrupted: partial)")
+        assert "Run the same command again to finish" in out
+        assert "Traceback" not in err
+        figures = json.loads(summary.read_text())
+        assert figures["exit_status"] == 143 and figures["status"] == "interrupted"
+        changed = figures["added"] + figures["updated"] + figures["removed"]
+        assert 0 < changed < 100 + 28 + 20
+        assert figures["total"] == changed + figures["unchanged"] + figures["failed"]
+
+        again = run(*args, "--no-progress", url=s.url)
+        assert again.returncode == 0, again.stdout + again.stderr
+        listed = run("list", "--instance", IID, "--format", "csv", url=s.url)
+        rows = list(csv.DictReader(listed.stdout.splitlines()))
+        assert {r["email"]: r["role"] for r in rows} == wanted and len(rows) == len(wanted)
+    finally:
+        s.close()

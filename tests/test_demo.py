@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -76,3 +77,41 @@ def test_python_m_asyncmembers_demo(tmp_path: Path) -> None:
     assert all(line.startswith("import: ") for line in proc.stderr.splitlines() if line), (
         proc.stderr
     )
+
+
+def test_demo_sync_leaves_the_server_exactly_equal_to_the_changed_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncmembers.cli._commands import demo as demo_module
+    from asyncmembers.testing import FakeLosantServer
+
+    servers: list[FakeLosantServer] = []
+
+    class Recorded(FakeLosantServer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            servers.append(self)
+
+    monkeypatch.setattr(demo_module, "FakeLosantServer", Recorded)
+    report = tmp_path / "errors.csv"
+    result = CliRunner(env={"LOSANT_API_TOKEN": None}).invoke(
+        cli, ["demo", "--sync", "--errors", str(report), "--no-progress"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    # The plan is printed before the sync's summary; both name every kind of change.
+    assert out.index("Import summary") < out.index("Sync plan") < out.index("Sync summary")
+    for line in ("To add", "To change role", "To remove", "Removed", "Role changed"):
+        assert line in out
+    assert "✓ After the sync the server holds exactly the changed list" in out
+
+    changed = tmp_path / "changed_members.csv"
+    with changed.open(encoding="utf-8", newline="") as f:
+        wanted = {(r["email"].lower() or r["userId"]): r["role"] for r in csv.DictReader(f)}
+    [server] = servers
+    truth = server.members(demo_module.DEMO_INSTANCE)
+    held = {(m.get("email") or "").lower() or m["userId"]: m["role"] for m in truth}
+    assert held == wanted and len(truth) == len(wanted)
+    # The changed list really is a change of every kind.
+    assert sum(k.startswith("new.hire") for k in wanted) == demo_module.SYNC_NEW
+    assert server.stats.deletes_applied > 0 and server.stats.patches_applied > 0

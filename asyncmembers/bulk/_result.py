@@ -83,94 +83,10 @@ class _Failures:
 
 
 @attrs.define(slots=True)
-class BulkResult:
-    """The result of :func:`bulk_import`: every row seen is counted exactly once.
-
-    ``total == created + updated + skipped + failed``. ``failures`` is a sample: the first
-    ``max_failures_kept`` failures (1000 unless the call said otherwise);
-    ``failures_omitted`` says how many more there were, and ``failures_by_type()`` counts
-    them all. Every failure, kept or not, went to ``on_outcome`` and the journal as it
-    happened. In a dry run nothing is sent and ``created``/``updated`` count what would be.
-    """
+class _RunFigures:
+    """What every run reports besides its own counts: failures, timing, requests."""
 
     total: int = 0
-    created: int = 0
-    updated: int = 0
-    skipped: int = 0
-    failed: int = 0
-    skipped_by_reason: dict[str, int] = attrs.field(factory=dict)
-    dry_run: bool = False
-    elapsed: float = 0.0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    _failures: _Failures = attrs.field(factory=_Failures, alias="_failures", repr=False)
-
-    @property
-    def failures(self) -> list[ItemFailure]:
-        """The first ``max_failures_kept`` failed rows, in the order they failed."""
-        return self._failures.sample
-
-    @property
-    def failures_omitted(self) -> int:
-        """Failed rows beyond the kept sample (counted, not kept)."""
-        return self._failures.omitted
-
-    @property
-    def ok(self) -> bool:
-        """True when no row failed."""
-        return self.failed == 0
-
-    @property
-    def rows_per_second(self) -> float:
-        """Rows accounted for per second of elapsed time."""
-        return self.total / self.elapsed if self.elapsed > 0 else 0.0
-
-    def failures_by_type(self) -> dict[str, int]:
-        """Every failed row (kept or not) counted by error class name."""
-        return dict(self._failures.by_type)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The figures as a JSON-ready dict."""
-        return {
-            "total": self.total,
-            "created": self.created,
-            "updated": self.updated,
-            "skipped": self.skipped,
-            "skipped_by_reason": dict(self.skipped_by_reason),
-            "failed": self.failed,
-            "failures_by_type": self.failures_by_type(),
-            "failures_omitted": self.failures_omitted,
-            "dry_run": self.dry_run,
-            "elapsed": round(self.elapsed, 6),
-            "requests": self.requests,
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"BulkResult(total={self.total}, created={self.created}, updated={self.updated}, "
-            f"skipped={self.skipped}, failed={self.failed}, dry_run={self.dry_run}, "
-            f"elapsed={self.elapsed:.3f}, requests={self.requests}, retries={self.retries}, "
-            f"rate_limited={self.rate_limited})"
-        )
-
-
-@attrs.define(slots=True)
-class SyncResult:
-    """The result of :func:`sync_members`: every desired row and every removal once.
-
-    ``total == added + updated + removed + unchanged + failed``; ``total`` counts the
-    desired rows seen plus the members considered for removal. Failures as in
-    :class:`BulkResult`: a bounded sample, all of them counted by type.
-    """
-
-    total: int = 0
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
     failed: int = 0
     dry_run: bool = False
     elapsed: float = 0.0
@@ -186,27 +102,30 @@ class SyncResult:
 
     @property
     def failures_omitted(self) -> int:
+        """Failures beyond the kept sample (counted, not kept)."""
         return self._failures.omitted
 
     @property
     def ok(self) -> bool:
+        """True when nothing failed."""
         return self.failed == 0
 
     @property
     def rows_per_second(self) -> float:
+        """Rows accounted for per second of elapsed time."""
         return self.total / self.elapsed if self.elapsed > 0 else 0.0
 
     def failures_by_type(self) -> dict[str, int]:
+        """Every failure (kept or not) counted by error class name."""
         return dict(self._failures.by_type)
+
+    def _counts(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         """The figures as a JSON-ready dict."""
         return {
-            "total": self.total,
-            "added": self.added,
-            "updated": self.updated,
-            "removed": self.removed,
-            "unchanged": self.unchanged,
+            **self._counts(),
             "failed": self.failed,
             "failures_by_type": self.failures_by_type(),
             "failures_omitted": self.failures_omitted,
@@ -215,6 +134,66 @@ class SyncResult:
             "requests": self.requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+        }
+
+    def __repr__(self) -> str:
+        counts = ", ".join(
+            f"{k}={v}" for k, v in self._counts().items() if k != "skipped_by_reason"
+        )
+        return (
+            f"{type(self).__name__}({counts}, failed={self.failed}, dry_run={self.dry_run}, "
+            f"elapsed={self.elapsed:.3f}, requests={self.requests}, retries={self.retries}, "
+            f"rate_limited={self.rate_limited})"
+        )
+
+
+@attrs.define(slots=True, repr=False)
+class BulkResult(_RunFigures):
+    """The result of :func:`bulk_import`: every row seen is counted exactly once.
+
+    ``total == created + updated + skipped + failed``. ``failures`` is a sample: the first
+    ``max_failures_kept`` failures (1000 unless the call said otherwise);
+    ``failures_omitted`` says how many more there were, and ``failures_by_type()`` counts
+    them all. Every failure, kept or not, went to ``on_outcome`` and the journal as it
+    happened. In a dry run nothing is sent and ``created``/``updated`` count what would be.
+    """
+
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = attrs.field(factory=dict)
+
+    def _counts(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "skipped_by_reason": dict(self.skipped_by_reason),
+        }
+
+
+@attrs.define(slots=True, repr=False)
+class SyncResult(_RunFigures):
+    """The result of :func:`sync_members`: every desired row and every removal once.
+
+    ``total == added + updated + removed + unchanged + failed``; ``total`` counts the
+    desired rows seen plus the members considered for removal. Failures as in
+    :class:`BulkResult`: a bounded sample, all of them counted by type.
+    """
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    def _counts(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
         }
 
 

@@ -130,13 +130,15 @@ def cli(
     allow_insecure_http: bool,
     verbose: int,
 ) -> None:
-    """List, add and bulk-import the members of a Losant instance.
+    """List, add, bulk-import, sync and remove the members of a Losant instance.
 
     \b
     Talks to the Losant Platform API's Instance Members resource:
       asyncmembers list --instance ID
       asyncmembers add --instance ID --email ada@example.com --role view
       asyncmembers import members.csv --instance ID --errors errors.csv
+      asyncmembers sync members.csv --instance ID --prune --dry-run
+      asyncmembers remove --instance ID --email ada@example.com
     Try it without an account: `asyncmembers demo`, or run `asyncmembers fake-server`
     and point --url at it.
 
@@ -199,12 +201,14 @@ def api_options(func: F) -> F:
 
 
 def _register() -> None:
-    from ._commands import add, demo, fake_server, import_, list_
+    from ._commands import add, demo, fake_server, import_, list_, remove, sync
 
     for command in (
         list_.list_members,
         add.add,
         import_.import_members,
+        sync.sync_members_command,
+        remove.remove,
         fake_server.fake_server,
         demo.demo,
     ):

@@ -288,10 +288,21 @@ _CLI_WORDING: Final = (
 )
 
 
+#: The sync's removal guard names its keyword and the option; the command line, the option.
+_MAX_REMOVALS: Final = (
+    (re.compile(r"max_removals=(\d+) \(--max-removals \1\)"), r"--max-removals \1"),
+    (re.compile(r" \(max_removals=None\)"), " (the default without --max-removals)"),
+    (re.compile(r"max_removals=(\d+)"), r"--max-removals \1"),
+)
+
+
 def cli_wording(text: str) -> str:
     """A library message reworded for the command line (options instead of keywords)."""
     for library, cli in _CLI_WORDING:
         text = text.replace(library, cli)
+    if "max_removals" in text:
+        for pattern, option in _MAX_REMOVALS:
+            text = pattern.sub(option, text)
     return text
 
 

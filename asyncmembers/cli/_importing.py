@@ -14,16 +14,12 @@ and the journal is closed).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import attrs
 
-from .. import bulk
-from ..bulk import BulkResult, Outcome, bulk_import
+from ..bulk import BulkResult, Outcome, Progress, bulk_import, check_journal_path
 from ..client import Client
 from ..errors import LosantError
 from ..report import ErrorReportWriter
@@ -38,7 +34,6 @@ from ._common import (
     one_line,
 )
 from ._output import (
-    LiveCounts,
     ProgressMode,
     make_progress,
     out_console,
@@ -60,61 +55,6 @@ class ImportRun:
     report_rows: int = 0
 
 
-class _OutcomeCounts:
-    """Live counts under the engine ``Progress``'s names, fed by ``on_outcome``.
-
-    Used only while ``asyncmembers.bulk`` has no ``Progress`` of its own (h3-engine's);
-    the display reads the same attribute names either way.
-    """
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.done = 0
-        self.kinds: dict[str, int] = {}
-        self.started = time.monotonic()
-        self.finished = False
-
-    def observe(self, outcome: Outcome) -> None:
-        self.done += 1
-        self.kinds[outcome.kind] = self.kinds.get(outcome.kind, 0) + 1
-
-    @property
-    def created(self) -> int:
-        return self.kinds.get("created", 0)
-
-    @property
-    def skipped(self) -> int:
-        return self.kinds.get("skipped", 0)
-
-    @property
-    def failed(self) -> int:
-        return self.kinds.get("failed", 0)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def rate(self) -> float:
-        elapsed = self.elapsed
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        rate = self.rate
-        if self.total is None or rate <= 0:
-            return None
-        return max(self.total - self.done, 0) / rate
-
-
-def _engine_progress(total: int | None) -> Any | None:
-    """The engine's ``Progress(total=...)`` when it has one and ``bulk_import`` takes it."""
-    cls = getattr(bulk, "Progress", None)
-    if cls is None or "progress" not in inspect.signature(bulk_import).parameters:
-        return None
-    return cls(total=total)
-
-
 async def run_import(
     client: Client,
     source: Source,
@@ -130,13 +70,23 @@ async def run_import(
     progress: ProgressMode = "plain",
     total: int | None = None,
     label: str = "Importing",
+    update_roles: bool = False,
+    source_path: str | os.PathLike[str] | None = None,
 ) -> ImportRun:
     """Import ``source``, print the summary and return how it ended.
 
     A fatal API error or a file that turns unreadable part-way prints the partial summary,
-    then raises :class:`CliError` with the error's one line and exit status.
+    then raises :class:`CliError` with the error's one line and exit status. The journal
+    may not be ``source_path``, the error report or the summary file (exit 2).
     """
     stop = current_stop()
+    if journal is not None:
+        # Before the report or the summary file is created: either would overwrite it.
+        try:
+            check_journal_path(journal, (source_path, errors, summary_json))
+        except LosantError as exc:
+            source.close()
+            raise CliError(one_line(exc), exit_code_for(exc)) from None
     report: ErrorReportWriter | None = None
     if errors is not None:
         try:
@@ -147,13 +97,9 @@ async def run_import(
                 f"--errors: cannot write {os.fspath(errors)}: {exc.strerror or exc}", EXIT_USAGE
             ) from None
 
-    engine_progress = _engine_progress(total)
-    counts = _OutcomeCounts(total) if engine_progress is None else None
-    live: LiveCounts = engine_progress if engine_progress is not None else counts  # type: ignore[assignment]
+    live = Progress(total=total)
 
     def on_outcome(outcome: Outcome) -> None:
-        if counts is not None:
-            counts.observe(outcome)
         if report is not None and outcome.kind == "failed" and outcome.error is not None:
             report.write(outcome.member, outcome.error)
 
@@ -165,9 +111,6 @@ async def run_import(
             yield row
 
     stop.on_first = lambda: None  # rows() sees stop.requested; nothing else to do at once
-    extra: dict[str, Any] = {}
-    if engine_progress is not None:
-        extra["progress"] = engine_progress
     display = make_progress(progress, live, label=label)
     out = out_console()
     report_path = None if errors is None else os.fspath(errors)
@@ -190,7 +133,9 @@ async def run_import(
             journal=journal,
             on_outcome=on_outcome,
             losantdomain=losantdomain,
-            **extra,
+            update_roles=update_roles,
+            progress=live,
+            protect=(source_path, errors, summary_json),
         )
     except asyncio.CancelledError:
         # A second signal: the engine has stopped its workers and closed the journal.

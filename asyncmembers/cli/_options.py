@@ -16,7 +16,13 @@ import click
 from ..sources import Source, SourceError, count_rows, open_source
 from ._common import fail, one_line
 
-__all__ = ["RunOptions", "SourceOptions", "run_options", "source_options"]
+__all__ = [
+    "RunOptions",
+    "SourceOptions",
+    "run_options",
+    "run_options_no_journal",
+    "source_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,10 +141,7 @@ class RunOptions:
     no_progress: bool = False
 
 
-def run_options(func: F) -> F:
-    """``--concurrency --max-rate --dry-run --errors --journal --summary-json
-    --no-progress``, passed to the command as ``run: RunOptions``."""
-
+def _run_options(func: F, *, journal_option: bool) -> F:
     @click.option(
         "--concurrency",
         type=click.IntRange(min=1),
@@ -163,13 +166,6 @@ def run_options(func: F) -> F:
         "line, error_type, status, message. Fix it and import it again.",
     )
     @click.option(
-        "--journal",
-        type=click.Path(dir_okay=False),
-        metavar="PATH",
-        help="Record each row's outcome here; running the same command again resumes, "
-        "skipping rows already done.",
-    )
-    @click.option(
         "--summary-json",
         type=click.Path(dir_okay=False),
         metavar="PATH",
@@ -180,11 +176,11 @@ def run_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(
         *args: Any,
+        journal: str | None = None,
         concurrency: int,
         max_rate: float | None,
         dry_run: bool,
         errors_path: str | None,
-        journal: str | None,
         summary_json: str | None,
         no_progress: bool,
         **kwargs: Any,
@@ -207,4 +203,23 @@ def run_options(func: F) -> F:
         )
         return func(*args, run=run, **kwargs)
 
+    if journal_option:
+        wrapper = click.option(
+            "--journal",
+            type=click.Path(dir_okay=False),
+            metavar="PATH",
+            help="Record each row's outcome here; running the same command again resumes, "
+            "skipping rows already done.",
+        )(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def run_options(func: F) -> F:
+    """``--concurrency --max-rate --dry-run --errors --journal --summary-json
+    --no-progress``, passed to the command as ``run: RunOptions``."""
+    return _run_options(func, journal_option=True)
+
+
+def run_options_no_journal(func: F) -> F:
+    """:func:`run_options` without ``--journal`` (``remove``: a re-run needs none)."""
+    return _run_options(func, journal_option=False)

@@ -7,6 +7,7 @@ get only the data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import re
@@ -25,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..bulk import BulkResult
+from ..bulk import BulkResult, SyncPlan, SyncResult
 from ..models import InstanceMember, InstanceMembers, converter
 from ..report import guard_cell
 from ._common import cli_wording, is_terminal
@@ -34,12 +35,14 @@ __all__ = [
     "MEMBER_COLUMNS",
     "LiveCounts",
     "ProgressMode",
+    "counts_text",
     "duration",
     "err_console",
     "make_progress",
     "out_console",
     "print_failures",
     "print_members_table",
+    "print_plan",
     "print_summary",
     "progress_mode",
     "write_members_csv",
@@ -196,7 +199,13 @@ class LiveCounts(Protocol):
     def created(self) -> int: ...
 
     @property
+    def updated(self) -> int: ...
+
+    @property
     def skipped(self) -> int: ...
+
+    @property
+    def removed(self) -> int: ...
 
     @property
     def failed(self) -> int: ...
@@ -220,28 +229,55 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def print_summary(console: Console, result: BulkResult, *, status: str = "complete") -> None:
-    """The import's summary table, read from the engine's :class:`BulkResult`."""
-    title = "Import summary"
+def _kind_rows(result: Any) -> tuple[str, list[tuple[str, int, str | None]]]:
+    """The summary's title and its count rows for the result of an import, sync or remove."""
+    dry = result.dry_run
+    if isinstance(result, SyncResult):
+        return "Sync summary", [
+            ("Rows read + members considered for removal", result.total, None),
+            ("Would be added" if dry else "Added", result.added, "green"),
+            ("Role would change" if dry else "Role changed", result.updated, None),
+            ("Would be removed" if dry else "Removed", result.removed, None),
+            ("Unchanged", result.unchanged, None),
+        ]
+    if isinstance(result, BulkResult):
+        rows: list[tuple[str, int, str | None]] = [
+            ("Rows read", result.total, None),
+            ("Would be created" if dry else "Created", result.created, "green"),
+        ]
+        if result.updated:
+            rows.append(("Role would change" if dry else "Role changed", result.updated, None))
+        rows.append(("Skipped", result.skipped, None))
+        rows += [
+            (f"  {reason}", count, "dim")
+            for reason, count in sorted(result.skipped_by_reason.items())
+        ]
+        return "Import summary", rows
+    # remove FILE: the command line's own result (the engine has no remove-a-list operation)
+    return "Remove summary", [
+        ("Rows read", result.total, None),
+        ("Would be removed" if dry else "Removed", result.removed, None),
+        ("Not a member (skipped)", result.skipped, None),
+    ]
+
+
+def print_summary(console: Console, result: Any, *, status: str = "complete") -> None:
+    """The run's summary table, read from its one result (``BulkResult``, ``SyncResult``,
+    or ``remove``'s result): counts, failures by type, requests, retries, 429s, time."""
+    title, rows = _kind_rows(result)
     if result.dry_run:
-        title += " (dry run: nothing was added)"
+        title += " (dry run: nothing was changed)"
     if status != "complete":
         title += f" ({status}: partial)"
     console.print(title, style="bold", highlight=False, markup=False)
     table = Table(box=None, show_header=False, padding=(0, 0, 0, 2))
     table.add_column("what", min_width=28)
     table.add_column("rows", justify="right", min_width=8)
-    table.add_row("Rows read", f"{result.total:,}")
-    table.add_row(
-        "Would be created" if result.dry_run else "Created",
-        f"[green]{result.created:,}[/]",
-    )
-    updated = getattr(result, "updated", 0)
-    if updated:
-        table.add_row("Would be updated" if result.dry_run else "Updated", f"{updated:,}")
-    table.add_row("Skipped", f"{result.skipped:,}")
-    for reason, count in sorted(result.skipped_by_reason.items()):
-        table.add_row(f"  {reason}", f"{count:,}", style="dim")
+    for label, count, style in rows:
+        if style == "green":
+            table.add_row(label, f"[green]{count:,}[/]")
+        else:
+            table.add_row(label, f"{count:,}", style=style)
     failed = result.failed
     table.add_row("Failed", f"[red]{failed:,}[/]" if failed else "0")
     for name, count in sorted(result.failures_by_type().items(), key=lambda kv: -kv[1]):
@@ -257,12 +293,57 @@ def print_summary(console: Console, result: BulkResult, *, status: str = "comple
     console.print(table)
 
 
+def _who(row: object) -> str:
+    """A row or a wire-form member, as ``email (userId)`` or ``line N: email``."""
+    if isinstance(row, dict):
+        parts = [str(row[k]) for k in ("email", "userId") if row.get(k)]
+        return " ".join(parts[:1]) + (f" ({parts[1]})" if len(parts) > 1 else "")
+    post = getattr(row, "to_member_post", None)
+    where = getattr(row, "where", None)
+    try:
+        member = post() if post is not None else row
+        name = getattr(member, "email", None) or getattr(member, "user_id", None) or str(row)
+    except Exception:  # an invalid row is planned as failed; show it as given
+        return str(row)
+    return f"{where}: {name}" if isinstance(where, str) else str(name)
+
+
+def print_plan(console: Console, plan: SyncPlan, *, prune: bool) -> None:
+    """What a sync is about to do, before it does anything: counts and the first rows."""
+    console.print("Sync plan", style="bold", highlight=False, markup=False)
+    table = Table(box=None, show_header=False, padding=(0, 0, 0, 2))
+    table.add_column("what", min_width=28)
+    table.add_column("n", justify="right", min_width=8)
+    table.add_row("Current members", f"{plan.current:,}")
+    table.add_row("To add", f"{plan.add:,}")
+    table.add_row("To change role", f"{plan.update:,}")
+    table.add_row("To remove" if prune else "To remove (no --prune: none)", f"{plan.remove:,}")
+    table.add_row("Unchanged", f"{plan.unchanged:,}")
+    table.add_row("Invalid rows", f"{plan.failed:,}")
+    console.print(table)
+    for kind, label in (("add", "add"), ("update", "change role"), ("remove", "remove")):
+        sample = plan.samples.get(kind) or []
+        if not sample:
+            continue
+        total = {"add": plan.add, "update": plan.update, "remove": plan.remove}[kind]
+        more = f" (first {len(sample)} of {total:,})" if total > len(sample) else ""
+        console.print(f"  {label}{more}:", highlight=False, markup=False)
+        for row in sample:
+            text = _who(row)
+            if kind == "remove" and isinstance(row, dict) and row.get("role"):
+                text += f", role {row['role']}"
+            elif kind != "remove":
+                with contextlib.suppress(Exception):  # a sample row is only shown
+                    text += f" -> {row.to_member_post().role.value}"
+            console.print(f"    {text}", highlight=False, markup=False)
+
+
 _LINE_PREFIX = re.compile(r"^(?:line|element) \d+: ")
 
 
 def print_failures(
     console: Console,
-    result: BulkResult,
+    result: BulkResult | SyncResult | Any,
     *,
     errors_path: str | None = None,
     limit: int = 10,
@@ -295,9 +376,13 @@ def print_failures(
             where = str(line)
         elif isinstance(element, int):
             where = f"[{element}]"
+        elif isinstance(failure.member, dict):
+            where = "remove"  # a member the sync tried to remove: not a row of the file
         else:
             where = f"#{failure.index + 1}"
         message = cli_wording(_LINE_PREFIX.sub("", failure.error.message))
+        if isinstance(failure.member, dict):
+            message = f"{_who(failure.member)}: {message}"
         table.add_row(where, type(failure.error).__name__, message)
     console.print(table)
 
@@ -307,15 +392,22 @@ def write_summary_json(
     *,
     exit_status: int,
     status: str,
-    result: BulkResult | None,
+    result: Any | None,
     error: str | None = None,
+    command: str = "import",
 ) -> None:
     """Write the run's figures as JSON for a batch job (``--summary-json PATH``).
 
     ``result.to_dict()`` (counts, failures by type, elapsed, requests, retries) plus
-    ``exit_status``, ``status`` (complete, interrupted, stopped) and ``error``.
+    ``command`` (import, sync, remove), ``exit_status``, ``status`` (complete,
+    interrupted, stopped) and ``error``.
     """
-    data: dict[str, Any] = {"exit_status": exit_status, "status": status, "error": error}
+    data: dict[str, Any] = {
+        "command": command,
+        "exit_status": exit_status,
+        "status": status,
+        "error": error,
+    }
     if result is not None:
         data.update(result.to_dict())
     with open(path, "w", encoding="utf-8") as f:
@@ -370,9 +462,9 @@ class _PlainProgress(_Ticker):
 
     interval = PLAIN_INTERVAL
 
-    def __init__(self, live: LiveCounts, console: Console) -> None:
+    def __init__(self, live: LiveCounts, console: Console, noun: str = "import") -> None:
         super().__init__()
-        self.live, self.console = live, console
+        self.live, self.console, self.noun = live, console, noun
 
     def tick(self, final: bool = False) -> None:
         if final:
@@ -381,8 +473,7 @@ class _PlainProgress(_Ticker):
         total = p.total
         of = f"/{total:,}" if total else ""
         line = (
-            f"import: {p.done:,}{of} rows, {p.created:,} created, {p.skipped:,} skipped, "
-            f"{p.failed:,} failed, {p.rate:,.0f} rows/s"
+            f"{self.noun}: {p.done:,}{of} rows, {counts_text(p, self.noun)}, {p.rate:,.0f} rows/s"
         )
         if total and p.eta is not None:
             line += f", ETA {duration(p.eta)}"
@@ -440,12 +531,25 @@ class _RichProgress(_Ticker):
             self.progress.stop()
 
 
+def counts_text(p: LiveCounts, noun: str = "import") -> str:
+    """The live counts in the words of the run: ``import``, ``sync`` or ``remove``."""
+    if noun == "sync":  # the engine's Progress counts added as created, unchanged as skipped
+        return (
+            f"{p.created:,} added, {p.updated:,} role changed, {p.removed:,} removed, "
+            f"{p.skipped:,} unchanged, {p.failed:,} failed"
+        )
+    if noun == "remove":
+        return f"{p.removed:,} removed, {p.skipped:,} not members, {p.failed:,} failed"
+    updated = f"{p.updated:,} role changed, " if p.updated else ""
+    return f"{p.created:,} created, {updated}{p.skipped:,} skipped, {p.failed:,} failed"
+
+
 def make_progress(
-    mode: ProgressMode, live: LiveCounts, *, label: str = "Importing"
+    mode: ProgressMode, live: LiveCounts, *, label: str = "Importing", noun: str = "import"
 ) -> ImportProgress:
     """The progress display for ``mode``: a bar, periodic lines, or nothing."""
     if mode == "rich":
         return _RichProgress(live, err_console(), label)
     if mode == "plain":
-        return _PlainProgress(live, err_console())
+        return _PlainProgress(live, err_console(), noun)
     return _NoProgress()

@@ -16,6 +16,12 @@ __all__ = ["import_members"]
 @click.command("import")
 @click.argument("file", metavar="FILE|-")
 @instance_option
+@click.option(
+    "--update-roles",
+    is_flag=True,
+    help="Change the role of existing members whose role differs from the row's. Without "
+    "it they are skipped, with the reason naming their current role.",
+)
 @source_options
 @run_options
 @api_options
@@ -23,6 +29,7 @@ def import_members(
     options: GlobalOptions,
     file: str,
     instance_id: str,
+    update_roles: bool,
     source: SourceOptions,
     run: RunOptions,
 ) -> None:
@@ -36,7 +43,8 @@ def import_members(
     its byte order mark). JSON Lines has one object per line, JSON an array of
     objects, with the same keys. Invalid rows and rows the server refuses are
     counted and reported; the rest go on. Users already in the instance and
-    repeated rows are skipped. Ctrl-C or SIGTERM stops cleanly: the rows in flight
+    repeated rows are skipped; with --update-roles a member whose role differs has
+    it changed. Ctrl-C or SIGTERM stops cleanly: the rows in flight
     finish, the journal and the summary are written; run the command again to
     finish.
 
@@ -65,6 +73,8 @@ def import_members(
                 losantdomain=options.losantdomain,
                 progress=mode,
                 total=total,
+                update_roles=update_roles,
+                source_path=None if file == "-" else file,
             )
         if run.errors is not None and outcome.report_rows:
             click.echo(
