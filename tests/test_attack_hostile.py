@@ -117,3 +117,25 @@ async def test_token_json_escaped_in_error_body_is_redacted() -> None:
         root.removeHandler(log_handler)
         root.setLevel(old)
     assert TOKEN not in buf.getvalue()
+
+
+async def test_post_answered_with_another_role_is_not_counted_created() -> None:
+    """The server stores (and answers) the member with role admin although the row asked
+    for view. The README: "a success must be what was asked (a POST's answer must be the
+    member sent)". The code under test counts all 5 rows created, silently, while each
+    member holds a role the list did not ask for."""
+    store: dict[str, dict[str, str]] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response({"items": list(store.values()), "count": len(store)})
+        body = await request.json()
+        email = body["email"].lower()
+        store[email] = {"email": email, "role": "admin", "userId": "%024x" % (len(store) + 1)}
+        return web.json_response(store[email])
+
+    rows = [{"email": f"p{i}@example.com", "role": "view"} for i in range(5)]
+    async with serve(handler) as url, am.Client(auth_token=TOKEN, url=url, retry=FAST) as client:
+        result = await am.bulk_import(client, instanceId=IID, members=rows, concurrency=2)
+    assert result.total == result.created + result.updated + result.skipped + result.failed == 5
+    assert result.created == 0, "rows counted created with a role other than the one asked"
