@@ -6,6 +6,7 @@ behaviour SPEC section 3 / the README promise and fails on the code it was writt
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -277,3 +278,111 @@ def test_journal_with_a_garbage_line_in_the_middle_is_refused(url: str, tmp_path
         url, "import", str(src), "--instance", IID, "--journal", str(journal), "--no-progress"
     )
     assert_one_line_usage_error(again)
+
+
+_RATE_LIMITED_SERVER = r"""
+import asyncio, sys
+from aiohttp import web
+
+async def handler(request):
+    return web.json_response({"type": "TooManyRequests", "message": "slow down"},
+                             status=429, headers={"Retry-After": "30"})
+
+async def main():
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def test_sigterm_stops_promptly_during_a_429_retry_after_pause(tmp_path: Path) -> None:
+    """Every request is answered 429 with `Retry-After: 30`. SIGTERM during that pause must
+    stop cleanly (summary, exit 143) within seconds: nothing is in flight. The code under
+    test keeps waiting until RetryPolicy.timeout (120 s) runs out: the reproduction took
+    117 s from the SIGTERM to the exit."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _RATE_LIMITED_SERVER], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        assert server.stdout is not None
+        base = server.stdout.readline().strip()
+        assert base.startswith("http://127.0.0.1:"), base
+        src = write_rows(tmp_path / "in.csv", 2, "ratelimited")
+        proc = subprocess.Popen(
+            cli(
+                "--url",
+                base,
+                "--token",
+                TOKEN,
+                "import",
+                str(src),
+                "--instance",
+                IID,
+                "--no-progress",
+                "--summary-json",
+                str(tmp_path / "sum.json"),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        try:
+            time.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(
+                "SIGTERM during a 429 pause did not stop the import within 10 s"
+            ) from None
+        assert proc.returncode == 143, (proc.returncode, err[-600:])
+        summary = json.loads((tmp_path / "sum.json").read_text())
+        assert summary["status"] in ("interrupted", "stopped")
+    finally:
+        server.kill()
+        server.communicate()
+
+
+def test_errors_report_through_a_symlink_to_the_input_is_refused(url: str, tmp_path: Path) -> None:
+    """`--errors link` where `link` is a symlink to the input: the code under test truncates
+    the input, then reads back its own failed rows as new rows, re-failing and re-writing
+    them until a row passes 1 MiB (the input file grows to megabytes of nested garbage).
+    It must be refused (exit 2) with the input untouched."""
+    src = tmp_path / "in.csv"
+    src.write_text("email,role\nnot-an-email,view\n")
+    before = src.read_bytes()
+    link = tmp_path / "errors.csv"
+    link.symlink_to(src)
+    proc = run(url, "import", str(src), "--instance", IID, "--errors", str(link), "--no-progress")
+    assert src.read_bytes() == before, f"input rewritten ({src.stat().st_size} bytes now)"
+    assert_one_line_usage_error(proc)
+
+
+def test_errors_report_and_summary_json_on_one_path_is_refused(url: str, tmp_path: Path) -> None:
+    """`--errors P --summary-json P`: the summary overwrites the failed rows just written
+    (the CLI even says "1 failed row written to P"). Refuse the clash up front (exit 2)."""
+    src = tmp_path / "in.csv"
+    src.write_text("email,role\nnot-an-email,view\n")
+    out = tmp_path / "out.txt"
+    proc = run(
+        url,
+        "import",
+        str(src),
+        "--instance",
+        IID,
+        "--errors",
+        str(out),
+        "--summary-json",
+        str(out),
+        "--no-progress",
+    )
+    assert_one_line_usage_error(proc)
