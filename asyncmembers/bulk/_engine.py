@@ -351,14 +351,28 @@ class Engine:
         background: Callable[[], Coroutine[Any, Any, None]] | None = None,
         keep_background: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Run ``feed`` and ``workers`` workers, and ``background`` beside them.
+        """Run ``feed`` and up to ``workers`` workers, and ``background`` beside them.
 
-        ``background`` is cancelled when the workers are done, unless ``keep_background()``
-        is then True.
+        Workers are started as jobs arrive that no idle worker can take, so a run starts
+        no more workers than it has jobs in flight: ``concurrency=100_000_000`` on two
+        rows starts two (it started all of them, and ran out of memory). ``background``
+        is cancelled when the workers are done, unless ``keep_background()`` is then True.
         """
         if self.pacer is None:
             self.pacer = Pacer(self.concurrency, self.max_rate)
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.concurrency)
+        pool: list[asyncio.Task[None]] = []
+        spawn: list[Callable[[], None]] = []
+        queue: asyncio.Queue[Job | None] = _JobQueue(self.concurrency, spawn)
+        idle = [0]  # workers waiting for a job
+        started = [0]
+
+        def more_workers() -> None:
+            # The job about to be put has no idle worker to take it: start one.
+            if started[0] < workers and queue.qsize() >= idle[0]:
+                started[0] += 1
+                pool.append(tg.create_task(self._work(queue, idle)))
+
+        spawn.append(more_workers)
 
         async def feeder() -> None:
             try:
@@ -370,14 +384,13 @@ class Engine:
                 # before it are still finished by the workers, so each one is accounted
                 # for (and none is left applied but unreported); then the error is raised.
                 self.input_error = exc
-            for _ in range(workers):
+            for _ in range(started[0]):
                 await queue.put(None)
 
         try:
             async with asyncio.TaskGroup() as tg:
                 side = tg.create_task(background()) if background is not None else None
-                pool = [tg.create_task(feeder())]
-                pool += [tg.create_task(self._work(queue)) for _ in range(workers)]
+                pool.append(tg.create_task(feeder()))
                 if side is not None:
                     tg.create_task(_cancel_when_done(pool, side, keep_background))
         # Raised on their own, not in the task group's ExceptionGroup. "from its own
@@ -396,10 +409,17 @@ class Engine:
             # to tell which (a caller's own generator raising is no LosantError).
             raise Stop(self.input_error)
 
-    async def _work(self, queue: asyncio.Queue[Job | None]) -> None:
+    async def _work(self, queue: asyncio.Queue[Job | None], idle: list[int]) -> None:
         gate = self.new_gate()  # one per worker: counts this worker's sends
         ops = (self._add, self._patch, self._remove)
-        while (job := await queue.get()) is not None:
+        while True:
+            idle[0] += 1
+            try:
+                job = await queue.get()
+            finally:
+                idle[0] -= 1
+            if job is None:
+                return
             if self.stopping is None:  # once stopping, queued jobs are dropped unsent
                 await ops[job[0]](job, gate)
 
@@ -526,12 +546,35 @@ class _Retried(Exception):
         self.retries = retries
 
 
+class _JobQueue(asyncio.Queue["Job | None"]):
+    """The engine's bounded job queue: a job about to enter it lets the engine start a
+    worker for it when no idle worker can take it (``spawn[0]``); end markers (None) do not.
+
+    ``put`` waits for room, then calls ``put_nowait``: the check runs once per job, when
+    it really enters the queue.
+    """
+
+    def __init__(self, maxsize: int, spawn: list[Callable[[], None]]) -> None:
+        super().__init__(maxsize=maxsize)
+        self._spawn = spawn
+
+    def put_nowait(self, item: Job | None) -> None:
+        if item is not None:
+            self._spawn[0]()
+        super().put_nowait(item)
+
+
 async def _cancel_when_done(
     pool: list[asyncio.Task[None]], side: asyncio.Task[None], keep: Callable[[], bool]
 ) -> None:
     """Once the pool has finished, cancel the background task (it only saves requests),
-    unless ``keep()`` says its outcome still matters: then let it end."""
-    await asyncio.wait(pool)
+    unless ``keep()`` says its outcome still matters: then let it end.
+
+    The pool grows while the feeder runs (workers start on demand), and only the feeder
+    starts workers: when every task in it is done, no more will come.
+    """
+    while pending := [task for task in pool if not task.done()]:
+        await asyncio.wait(pending)
     if not keep():
         side.cancel()
 
