@@ -242,7 +242,17 @@ def _torn(line: bytes) -> bool:
     """True for a line a kill may have cut: the last, unterminated, line; or a cut row line
     a later run ended with a newline when it resumed (it starts as every row line does).
     A blank line is harmless."""
-    return not line.endswith(b"\n") or line.startswith(b'{"row"') or not line.strip()
+    body = line.rstrip(b"\r\n")
+    return (
+        not line.endswith(b"\n")
+        or body.startswith(_ROW_START)
+        or _ROW_START.startswith(body)  # cut within the first bytes ("{", '{"ro')
+        or not body.strip()
+    )
+
+
+#: How every row line starts (``dumps`` writes no space after the brace).
+_ROW_START = b'{"row"'
 
 
 def _stat(path: str) -> int | None:
