@@ -31,7 +31,17 @@ from ._journal import Journal
 from ._pacing import Pacer
 from ._result import BulkResult, ItemFailure, Outcome, Progress, SyncResult, _check_kept
 
-__all__ = ["ADD", "PATCH", "REMOVE", "Engine", "Job", "check_settings", "import_key", "member_keys"]
+__all__ = [
+    "ADD",
+    "PATCH",
+    "REMOVE",
+    "Engine",
+    "Job",
+    "check_settings",
+    "check_stop",
+    "import_key",
+    "member_keys",
+]
 
 logger = logging.getLogger("asyncmembers")
 
@@ -140,28 +150,55 @@ def check_progress(progress: object) -> Progress | None:
     )
 
 
+def check_stop(stop: object) -> asyncio.Event | None:
+    if stop is None or isinstance(stop, asyncio.Event):
+        return stop
+    raise ValidationError(
+        f"stop must be an asyncio.Event or None, got {type(stop).__name__}", field="stop"
+    )
+
+
 class _WorkerGate:
     """A worker's view of the shared Pacer that also counts the worker's sends and lookups.
 
     A lookup (GET) during a POST means its outcome was confirmed after an ambiguous
     attempt: the member exists, but whether this run added it needs prior knowledge.
+
+    It also knows whether the worker's job is safe to drop when the run is halted
+    (:meth:`Engine.halt`): not inside an attempt, and no attempt of the job may have
+    been applied (only a 4xx other than 408, or a 429, proves a change was not).
     """
 
-    __slots__ = ("lookups", "pacer", "sends")
+    __slots__ = ("applied", "engine", "in_attempt", "lookups", "pacer", "sends", "task")
 
-    def __init__(self, pacer: Pacer) -> None:
+    def __init__(self, pacer: Pacer, engine: Engine | None = None) -> None:
         self.pacer = pacer
+        self.engine = engine
         self.sends = 0
         self.lookups = 0
+        self.in_attempt = False
+        self.applied = False
+        self.task: asyncio.Task[Any] | None = None
+
+    @property
+    def droppable(self) -> bool:
+        return not self.in_attempt and not self.applied
 
     async def acquire(self, deadline: float) -> None:
+        if self.engine is not None and self.engine.halted and not self.applied:
+            # Halted: this job has changed nothing yet; another attempt is not started.
+            raise asyncio.CancelledError
         await self.pacer.acquire(deadline)
+        self.in_attempt = True
 
     def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+        self.in_attempt = False
         if method == "GET":
             self.lookups += 1
         else:
             self.sends += 1
+            if status is None or not (400 <= status < 500 and status != 408):
+                self.applied = True
         self.pacer.release(method, status, retry_after)
 
 
@@ -229,6 +266,9 @@ class Engine:
         self.input_error: BaseException | None = None
         #: Set when the run must stop after the requests in flight (on_outcome raised).
         self.stopping: BaseException | None = None
+        #: Set by the caller (``stop=``): halt the run, see :meth:`halt`.
+        self.stop_event: asyncio.Event | None = None
+        self.halted = False
         self.started = time.perf_counter()
         if progress is not None:
             progress.started = self.started
@@ -261,9 +301,43 @@ class Engine:
 
     def new_gate(self) -> _WorkerGate:
         assert self.pacer is not None
-        gate = _WorkerGate(self.pacer)
+        gate = _WorkerGate(self.pacer, self)
         self.gates.append(gate)
         return gate
+
+    def halt(self, feeder: asyncio.Task[None], side: asyncio.Task[None] | None) -> None:
+        """Stop the run soon, keeping only what may have changed something.
+
+        No more rows are read (the feeder is cancelled); a job that has changed nothing
+        (waiting for its turn at the pacer, for a 429's ``Retry-After``, or queued) is
+        dropped: not counted, not journaled, so a re-run does it; a job inside an attempt,
+        or one an attempt of which may have been applied, finishes and is counted. The
+        background read (it changes nothing) is cancelled.
+        """
+        self.halted = True
+        feeder.cancel()
+        if side is not None:
+            side.cancel()
+        for gate in self.gates:
+            if gate.droppable and gate.task is not None:
+                gate.task.cancel()
+
+    async def _watch_stop(
+        self,
+        event: asyncio.Event,
+        pool: list[asyncio.Task[None]],
+        side: asyncio.Task[None] | None,
+    ) -> None:
+        """Halt the run when ``event`` is set; end when the pool ends first."""
+        wait_stop = asyncio.ensure_future(event.wait())
+        try:
+            while pending := [task for task in pool if not task.done()]:
+                await asyncio.wait([*pending, wait_stop], return_when=asyncio.FIRST_COMPLETED)
+                if wait_stop.done():
+                    self.halt(pool[0], side)
+                    return
+        finally:
+            wait_stop.cancel()
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -391,6 +465,8 @@ class Engine:
             async with asyncio.TaskGroup() as tg:
                 side = tg.create_task(background()) if background is not None else None
                 pool.append(tg.create_task(feeder()))
+                if self.stop_event is not None:
+                    tg.create_task(self._watch_stop(self.stop_event, pool, side))
                 if side is not None:
                     tg.create_task(_cancel_when_done(pool, side, keep_background))
         # Raised on their own, not in the task group's ExceptionGroup. "from its own
@@ -411,8 +487,9 @@ class Engine:
 
     async def _work(self, queue: asyncio.Queue[Job | None], idle: list[int]) -> None:
         gate = self.new_gate()  # one per worker: counts this worker's sends
+        gate.task = asyncio.current_task()
         ops = (self._add, self._patch, self._remove)
-        while True:
+        while not self.halted:
             idle[0] += 1
             try:
                 job = await queue.get()
@@ -420,8 +497,11 @@ class Engine:
                 idle[0] -= 1
             if job is None:
                 return
-            if self.stopping is None:  # once stopping, queued jobs are dropped unsent
-                await ops[job[0]](job, gate)
+            if self.stopping is None and not self.halted:  # stopping: queued jobs dropped
+                try:
+                    await ops[job[0]](job, gate)
+                finally:
+                    gate.applied = False  # an idle worker holds nothing: droppable
 
     async def _add(self, job: Job, gate: _WorkerGate) -> None:
         _, index, item, post, keys, _ = job

@@ -31,6 +31,7 @@ from ._engine import (
     _WorkerGate,
     check_progress,
     check_settings,
+    check_stop,
     find_member,
     import_key,
     is_fatal,
@@ -72,6 +73,7 @@ async def bulk_import(
     max_failures_kept: int | None = 1000,
     progress: Progress | None = None,
     protect: Iterable[str | os.PathLike[str] | None] = (),
+    stop: asyncio.Event | None = None,
 ) -> BulkResult:
     """Add every member in ``members`` to the instance; return a :class:`BulkResult`.
 
@@ -98,6 +100,12 @@ async def bulk_import(
     A fatal error (401, 403, unknown instance, the client closed under it), a failing
     journal or an ``on_outcome`` that raises stops the import at once: the error is
     raised with the partial result on its ``result`` attribute.
+
+    ``stop`` (an :class:`asyncio.Event`) halts the import cleanly once set, e.g. from a
+    signal handler: no more rows are read; rows that have changed nothing yet (queued,
+    waiting for their turn or for a 429's ``Retry-After``) are dropped, neither counted
+    nor journaled, so a re-run does them; requests in flight, and rows an attempt of
+    which may have been applied, finish and are counted. The partial result is returned.
     """
     kept = check_settings(concurrency, max_rate, max_failures_kept)
     instance_id = _schema.check_object_id(instanceId, "instanceId")
@@ -114,6 +122,7 @@ async def bulk_import(
         progress=progress,
     )
     engine.result._failures.kept = kept
+    engine.stop_event = check_stop(stop)
     run = _Import(engine, update_roles=bool(update_roles))
     try:
         if journal is not None:

@@ -42,6 +42,7 @@ from ._engine import (
     Stop,
     check_progress,
     check_settings,
+    check_stop,
     member_keys,
     raise_with_result,
     read_rows,
@@ -120,6 +121,7 @@ async def sync_members(
     max_failures_kept: int | None = 1000,
     progress: Progress | None = None,
     protect: Iterable[str | os.PathLike[str] | None] = (),
+    stop: asyncio.Event | None = None,
     on_plan: Callable[[SyncPlan], None] | None = None,
 ) -> SyncResult:
     """Make the instance's members match ``members`` (the desired list); return a :class:`SyncResult`.
@@ -144,8 +146,9 @@ async def sync_members(
     command line shows it, and may raise to stop with nothing changed.
 
     Concurrency, pacing, ``on_outcome``, ``progress``, ``max_failures_kept``, the journal
-    (``protect``: paths it must not be) and fatal errors (raised with ``.result``) are
-    as in :func:`bulk_import`.
+    (``protect``: paths it must not be), ``stop`` (halts the changes being applied; set
+    before the plan is made, the sync changes nothing) and fatal errors (raised with
+    ``.result``) are as in :func:`bulk_import`.
     """
     kept = check_settings(concurrency, max_rate, max_failures_kept)
     limit = _check_max_removals(max_removals)
@@ -163,6 +166,7 @@ async def sync_members(
         progress=progress,
     )
     engine.result._failures.kept = kept
+    engine.stop_event = check_stop(stop)
     try:
         if journal is not None:
             engine.journal = await asyncio.to_thread(

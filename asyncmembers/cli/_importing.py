@@ -110,7 +110,11 @@ async def run_import(
                 return
             yield row
 
-    stop.on_first = lambda: None  # rows() sees stop.requested; nothing else to do at once
+    # The first signal halts the engine: rows() sees stop.requested, and rows that have
+    # sent nothing yet (waiting for the max rate or a 429's Retry-After) are dropped at
+    # once instead of holding the stop for their wait; requests in flight finish.
+    halt = asyncio.Event()
+    stop.on_first = halt.set
     display = make_progress(progress, live, label=label)
     out = out_console()
     report_path = None if errors is None else os.fspath(errors)
@@ -136,6 +140,7 @@ async def run_import(
             update_roles=update_roles,
             progress=live,
             protect=(source_path, errors, summary_json),
+            stop=halt,
         )
     except asyncio.CancelledError:
         # A second signal: the engine has stopped its workers and closed the journal.

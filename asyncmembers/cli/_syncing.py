@@ -117,6 +117,7 @@ async def run_sync(
     out = out_console()
     display = make_progress(progress, live, label=label, noun="sync")
     seen_plan: list[SyncPlan] = []
+    halt = asyncio.Event()
     written = 0  # failures written to the report (to add those the engine kept after a stop)
 
     def on_plan(plan: SyncPlan) -> None:
@@ -127,7 +128,9 @@ async def run_sync(
         if stop.requested:
             raise _StopAfterInFlight  # stopped while planning: nothing was changed
         live.total = plan.add + plan.update + plan.unchanged + plan.failed + plan.remove
-        stop.on_first = lambda: None  # from now on: let in-flight requests finish
+        # From now on the first signal halts the changes: requests in flight finish;
+        # changes not sent yet (waiting for the max rate or a Retry-After) are dropped.
+        stop.on_first = halt.set
         if not dry_run:
             display.start()
 
@@ -179,6 +182,7 @@ async def run_sync(
             progress=live,
             protect=(source_path, errors, summary_json),
             on_plan=on_plan,
+            stop=halt,
         )
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -234,6 +238,27 @@ async def run_sync(
         source.close()
         if report is not None:
             report.close()
+    if stop.requested and not dry_run:
+        # Halted before any outcome after the signal could raise _StopAfterInFlight (every
+        # change left was waiting, and was dropped): the same report as that stop.
+        report_rest(result)
+        if progress == "rich":
+            out.print()
+        print_summary(out, result, status="interrupted")
+        print_failures(out, result, errors_path=_fspath(errors))
+        out.print(
+            f"{stop.word}. Run the same command again to finish: its plan is made from the "
+            "instance as it is then.",
+            highlight=False,
+        )
+        summary_file(stop.exit_code, "interrupted", result, None)
+        return SyncRun(
+            stop.exit_code,
+            "interrupted",
+            result,
+            seen_plan[0] if seen_plan else None,
+            report.count if report else 0,
+        )
     if dry_run:
         out.print(
             "Dry run: nothing was changed. Run the same command without --dry-run to apply "
