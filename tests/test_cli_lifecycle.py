@@ -374,12 +374,13 @@ async def test_remove_file(ten: FakeLosantServer, tmp_path: Path) -> None:
     assert [r["line"] for r in read_report(report)] == ["5"]
 
     again = await run(ten, "remove", str(path), "--instance", IID, "--no-progress")
-    # Nothing left to do: the email rows are looked up and skipped, the userId row's
-    # DELETE answers 404 (not a member); only the invalid row fails again.
+    # Nothing left to do: the one read of the members shows none of them (no DELETE is
+    # sent); only the invalid row fails again. The skips are counted by reason.
     assert again.exit_code == 1, again.output
     assert re.search(r"Removed\s+0\b", again.stdout) and re.search(
-        r"Not a member \(skipped\)\s+4\b", again.stdout
+        r"Skipped\s+4\b\s+not a member\s+4\b", again.stdout
     ), again.stdout
+    assert ten.stats.by_method["DELETE"] == 2  # still the first run's two
     assert len(ten.members(IID)) == 8
 
 
