@@ -384,6 +384,23 @@ async def test_remove_file(ten: FakeLosantServer, tmp_path: Path) -> None:
     assert len(ten.members(IID)) == 8
 
 
+async def test_remove_file_with_a_journal_skips_what_an_earlier_run_removed(
+    ten: FakeLosantServer, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "l.csv", "email,role\nu1@example.com,owner\nu2@example.com,\n")
+    journal = tmp_path / "remove.journal"
+    args = ["remove", str(path), "--instance", IID, "--journal", str(journal), "--no-progress"]
+    first = await run(ten, *args)
+    assert first.exit_code == 0, first.output  # the role cells (even "owner") are ignored
+    assert sorted(roles(ten)) == sorted(f"u{i}@example.com" for i in range(10) if i not in (1, 2))
+    again = await run(ten, *args)
+    assert again.exit_code == 0, again.output
+    assert re.search(r"done in an earlier run\s+2\b", again.stdout), again.stdout
+    assert ten.stats.by_method["DELETE"] == 2
+    refused = await run(ten, "remove", str(path), "--instance", IID, "--journal", str(path))
+    assert refused.exit_code == 2 and "same file" in one_error_line(refused)
+
+
 async def test_remove_file_dry_run_sends_no_delete(ten: FakeLosantServer, tmp_path: Path) -> None:
     path = write(tmp_path / "l.csv", "email\nu1@example.com\nu2@example.com\n")
     result = await run(ten, "remove", str(path), "--instance", IID, "--dry-run", "--no-progress")
