@@ -48,9 +48,10 @@ class ItemFailure:
 class Outcome:
     """What happened to one row, as it happens (passed to ``on_outcome``).
 
-    ``kind`` is ``created``, ``updated`` (role changed), ``skipped``, ``failed`` and, in a
-    sync, ``unchanged`` and ``removed`` (``member`` is then the removed member in wire
-    form); ``reason`` says why (e.g. ``duplicate of row 3``); ``error`` is set for
+    ``kind`` is ``created``, ``updated`` (role changed), ``skipped``, ``failed``, in a
+    sync ``unchanged`` and ``removed`` (``member`` is then the removed member in wire
+    form), and in :func:`remove_members` ``removed`` (``member`` is the row as given);
+    ``reason`` says why (e.g. ``duplicate of row 3``); ``error`` is set for
     failures; ``retries`` is how many times the row's request was sent again.
     """
 
