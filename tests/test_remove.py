@@ -363,3 +363,46 @@ async def test_a_sync_stopped_after_the_plan_never_prunes_a_listed_member(
     async with am.Client(TOKEN, url=server.url) as c:
         await am.sync_members(c, instanceId=IID, members=desired, prune=True, max_removals=20)
     assert state(server) == {row["email"]: row["role"] for row in desired}
+
+
+async def test_the_list_is_read_lazily_and_a_stop_leaves_no_task_behind(
+    server: FakeLosantServer,
+) -> None:
+    seed(server, 40)
+    server.faults = Faults(latency=0.01)
+    stop = asyncio.Event()
+    read = 0
+    done = 0
+    ahead = 0
+
+    def rows() -> Any:
+        nonlocal read, ahead
+        for i in range(100_000):  # far more rows than the run will ever read
+            read += 1
+            ahead = max(ahead, read - done)
+            yield {"email": f"m{i}@example.com"}
+
+    def on_outcome(o: am.Outcome) -> None:
+        nonlocal done
+        done += 1
+        if done == 20:
+            stop.set()
+
+    before = asyncio.all_tasks()
+    async with am.Client(TOKEN, url=server.url, retry=PATIENT) as c:
+        with pytest.raises(am.StoppedError):
+            await am.remove_members(
+                c, instanceId=IID, members=rows(), concurrency=2, on_outcome=on_outcome, stop=stop
+            )
+        await asyncio.sleep(0)
+        left = [t for t in asyncio.all_tasks() - before if not _is_server_task(t)]
+    assert left == []
+    assert ahead <= 2 * 2 + 2  # workers + the bounded queue + the row being classified
+    assert read < 40
+
+
+def _is_server_task(task: asyncio.Task[Any]) -> bool:
+    """The embedded server shares the test's loop; its handler tasks are not ours."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    filename = code.co_filename if code is not None else ""
+    return "aiohttp/web_" in filename or "asyncmembers/testing" in filename
