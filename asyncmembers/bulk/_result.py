@@ -237,7 +237,9 @@ class StoppedError(LosantError):
 
     Nothing new was read or sent after the stop; the requests in flight finished and are
     counted in ``.result`` (the partial result) and went to ``on_outcome``. Running the
-    same call again (with the same ``journal``, if any) finishes the job.
+    same call again (with the same ``journal``, if any) finishes the job. A stop set
+    while the last requests were finishing still raises it, with a result that may be
+    complete (a re-run then has nothing left to do).
     """
 
 
