@@ -31,6 +31,7 @@ from ._engine import (
     _WorkerGate,
     check_progress,
     check_settings,
+    check_stop,
     find_member,
     import_key,
     is_fatal,
@@ -72,6 +73,7 @@ async def bulk_import(
     max_failures_kept: int | None = 1000,
     progress: Progress | None = None,
     protect: Iterable[str | os.PathLike[str] | None] = (),
+    stop: asyncio.Event | None = None,
 ) -> BulkResult:
     """Add every member in ``members`` to the instance; return a :class:`BulkResult`.
 
@@ -98,8 +100,14 @@ async def bulk_import(
     A fatal error (401, 403, unknown instance, the client closed under it), a failing
     journal or an ``on_outcome`` that raises stops the import at once: the error is
     raised with the partial result on its ``result`` attribute.
+
+    ``stop`` (an :class:`asyncio.Event`) stops the import gracefully once set (e.g. from
+    a signal handler): no new row is read or sent, the requests in flight finish, are
+    counted, journaled and passed to ``on_outcome``, and :class:`StoppedError` is raised
+    with the partial result on ``.result``.
     """
     kept = check_settings(concurrency, max_rate, max_failures_kept)
+    stop = check_stop(stop)
     instance_id = _schema.check_object_id(instanceId, "instanceId")
     _schema.check_header_value(losantdomain, "losantdomain")
     progress = check_progress(progress)
@@ -112,6 +120,7 @@ async def bulk_import(
         on_outcome=on_outcome,
         losantdomain=losantdomain,
         progress=progress,
+        stop=stop,
     )
     engine.result._failures.kept = kept
     run = _Import(engine, update_roles=bool(update_roles))
@@ -122,8 +131,8 @@ async def bulk_import(
                 Journal, journal, instance_id, mode="import", protect=protect
             )
         await run.execute(members)
-    except Stop as stop:
-        raise_with_result(stop.error, engine.finish())
+    except Stop as stopped:
+        raise_with_result(stopped.error, engine.finish())
     except LosantError as exc:
         raise_with_result(exc, engine.finish())
     finally:
@@ -161,7 +170,9 @@ class _Import:
         engine.pacer = Pacer(engine.concurrency, engine.max_rate)
         if dry_run:
             # Planning needs the current members before the first row is judged.
-            await self._read_members()
+            await engine.until_stopped(self._read_members())
+            if engine.stopping is not None:
+                raise Stop(engine.stopping)
 
         async def feed(queue: asyncio.Queue[Job | None]) -> None:
             def each(index: int, item: object) -> object:
@@ -177,7 +188,8 @@ class _Import:
             # A read that has not shown a single member yet may still be about to say the
             # server is broken (an answer that is no member list): that is let end, and
             # raised. Once it has shown members it is only saving requests: cancelled.
-            keep_background=lambda: not self.table.seen_any,
+            # (A stopped run does not wait for it.)
+            keep_background=lambda: not self.table.seen_any and engine.stopping is None,
         )
 
     async def _read_members(self) -> None:
