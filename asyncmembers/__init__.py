@@ -3,7 +3,18 @@
 import logging
 
 from ._version import __version__
-from .bulk import BulkResult, ItemFailure, Outcome, Progress, SyncResult, bulk_import, sync_members
+from .bulk import (
+    BulkResult,
+    ItemFailure,
+    Outcome,
+    Progress,
+    RemoveResult,
+    StoppedError,
+    SyncResult,
+    bulk_import,
+    remove_members,
+    sync_members,
+)
 from .client import Client
 from .errors import (
     BadRequestError,
@@ -43,14 +54,17 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RedirectError",
+    "RemoveResult",
     "RetryPolicy",
     "Role",
     "ServerError",
+    "StoppedError",
     "SyncResult",
     "TransportError",
     "UnauthorizedError",
     "ValidationError",
     "__version__",
     "bulk_import",
+    "remove_members",
     "sync_members",
 ]

@@ -71,9 +71,16 @@ class _InstantResponse:
             await asyncio.sleep(0)
         return chunk
 
-    async def read(self) -> bytes:
-        await asyncio.sleep(0)
-        return self._body
+    async def read(self, n: int = -1) -> bytes:
+        # Both aiohttp's response.read() (the whole body) and its content.read(n) (up to n
+        # bytes of what is left), since this object stands in for both.
+        if n < 0:
+            await asyncio.sleep(0)
+            return self._body
+        chunk, self._left = self._left[:n], self._left[n:]
+        if chunk:
+            await asyncio.sleep(0)
+        return chunk
 
     async def json(self) -> Any:
         return json.loads(await self.read())

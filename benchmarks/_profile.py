@@ -154,8 +154,10 @@ def format_summary(title: str, s: dict[str, Any] | None) -> list[str]:
         return f"{100 * v / busy:5.1f}%"
 
     lines = [f"{title}: {busy:.2f} s busy of {s['total_s']:.2f} s sampled"]
-    lines.append("  self time by package: " + ", ".join(
-        f"{k} {100 * v / busy:.1f}%" for k, v in s["by_package"]))
+    lines.append(
+        "  self time by package: "
+        + ", ".join(f"{k} {100 * v / busy:.1f}%" for k, v in s["by_package"])
+    )
     lines.append("  asyncmembers functions, inclusive (file:function, % of busy):")
     lines += [f"    {pct(v)}  {k}" for k, v in s["own_inclusive"]]
     lines.append("  asyncmembers functions, self:")

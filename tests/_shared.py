@@ -30,7 +30,7 @@ HOSTILE_VALUES: tuple[str, ...] = (
     "Admin\u00a0",
     "owner",
     "=cmd|'/c calc'!A0",
-    "'=HYPERLINK(\"http://x\")",
+    '\'=HYPERLINK("http://x")',
     "+1",
     "-2@example.com",
     "@SUM(A1)",

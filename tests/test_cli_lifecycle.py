@@ -374,13 +374,31 @@ async def test_remove_file(ten: FakeLosantServer, tmp_path: Path) -> None:
     assert [r["line"] for r in read_report(report)] == ["5"]
 
     again = await run(ten, "remove", str(path), "--instance", IID, "--no-progress")
-    # Nothing left to do: the email rows are looked up and skipped, the userId row's
-    # DELETE answers 404 (not a member); only the invalid row fails again.
+    # Nothing left to do: the one read of the members shows none of them (no DELETE is
+    # sent); only the invalid row fails again. The skips are counted by reason.
     assert again.exit_code == 1, again.output
     assert re.search(r"Removed\s+0\b", again.stdout) and re.search(
-        r"Not a member \(skipped\)\s+4\b", again.stdout
+        r"Skipped\s+4\b\s+not a member\s+4\b", again.stdout
     ), again.stdout
+    assert ten.stats.by_method["DELETE"] == 2  # still the first run's two
     assert len(ten.members(IID)) == 8
+
+
+async def test_remove_file_with_a_journal_skips_what_an_earlier_run_removed(
+    ten: FakeLosantServer, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "l.csv", "email,role\nu1@example.com,owner\nu2@example.com,\n")
+    journal = tmp_path / "remove.journal"
+    args = ["remove", str(path), "--instance", IID, "--journal", str(journal), "--no-progress"]
+    first = await run(ten, *args)
+    assert first.exit_code == 0, first.output  # the role cells (even "owner") are ignored
+    assert sorted(roles(ten)) == sorted(f"u{i}@example.com" for i in range(10) if i not in (1, 2))
+    again = await run(ten, *args)
+    assert again.exit_code == 0, again.output
+    assert re.search(r"done in an earlier run\s+2\b", again.stdout), again.stdout
+    assert ten.stats.by_method["DELETE"] == 2
+    refused = await run(ten, "remove", str(path), "--instance", IID, "--journal", str(path))
+    assert refused.exit_code == 2 and "same file" in one_error_line(refused)
 
 
 async def test_remove_file_dry_run_sends_no_delete(ten: FakeLosantServer, tmp_path: Path) -> None:

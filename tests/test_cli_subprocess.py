@@ -335,3 +335,76 @@ def test_sync_prune_under_faults_stopped_by_sigterm_then_rerun_converges(tmp_pat
         assert {r["email"]: r["role"] for r in rows} == wanted and len(rows) == len(wanted)
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_remove_file_stops_cleanly_and_a_rerun_finishes(
+    tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
+    # remove FILE stops through the engine's graceful stop, like import and sync: the
+    # removals in flight finish and are counted, the partial summary is printed.
+    s = Server("--latency", "0.05")
+    try:
+        n = 200
+        start = tmp_path / "start.csv"
+        start.write_text(
+            "email,role\n" + "".join(f"user{i}@example.com,view\n" for i in range(n)),
+            encoding="utf-8",
+        )
+        seeded = run("import", str(start), "--instance", IID, "--no-progress", url=s.url)
+        assert seeded.returncode == 0, seeded.stderr
+        leavers = tmp_path / "leavers.csv"
+        leavers.write_text(
+            "email\n" + "".join(f"user{i}@example.com\n" for i in range(0, n, 2)),
+            encoding="utf-8",
+        )
+        summary = tmp_path / "summary.json"
+        args = ["remove", str(leavers), "--instance", IID]
+        proc = subprocess.Popen(
+            cli(
+                "--url",
+                s.url,
+                "--token",
+                TOKEN,
+                *args,
+                "--concurrency",
+                "2",
+                "--summary-json",
+                str(summary),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        guard = threading.Timer(HANG_GUARD, proc.kill)
+        guard.start()
+        try:
+            assert proc.stderr is not None
+            seen = []
+            for line in proc.stderr:
+                seen.append(line)
+                if line.startswith("remove: "):
+                    break
+            assert seen and seen[-1].startswith("remove: "), seen
+            proc.send_signal(sig)
+            out, err = proc.communicate()
+        finally:
+            guard.cancel()
+        assert proc.returncode == status, err
+        assert "Remove summary (interrupted: partial)" in out
+        assert "Run the same command again to finish" in out
+        assert "Traceback" not in err
+        figures = json.loads(summary.read_text())
+        assert figures["exit_status"] == status and figures["status"] == "interrupted"
+        assert 0 < figures["removed"] == figures["total"] < n // 2
+
+        again = run(*args, "--no-progress", url=s.url)
+        assert again.returncode == 0, again.stderr
+        listed = run("list", "--instance", IID, "--format", "csv", url=s.url)
+        rows = list(csv.DictReader(listed.stdout.splitlines()))
+        assert sorted(r["email"] for r in rows) == sorted(
+            f"user{i}@example.com" for i in range(1, n, 2)
+        )
+    finally:
+        s.close()

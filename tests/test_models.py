@@ -45,7 +45,12 @@ def test_member_round_trip_wire_model_wire() -> None:
 
 
 def test_members_round_trip_omits_absent_fields() -> None:
-    wire = {"items": [{"userId": UID, "role": "view"}], "count": 1, "sortField": "email", "sortDirection": "asc"}
+    wire = {
+        "items": [{"userId": UID, "role": "view"}],
+        "count": 1,
+        "sortField": "email",
+        "sortDirection": "asc",
+    }
     model = converter.structure(wire, am.InstanceMembers)
     assert model.items == [am.InstanceMember(user_id=UID, role=am.Role.VIEW)]
     assert converter.unstructure(model) == wire
@@ -53,7 +58,9 @@ def test_members_round_trip_omits_absent_fields() -> None:
 
 def test_unknown_fields_and_enum_values_are_kept_or_ignored() -> None:
     wire = {
-        "items": [{**FULL_MEMBER, "role": "superuser", "_links": {"self": "/x"}, "brandNew": {"a": 1}}],
+        "items": [
+            {**FULL_MEMBER, "role": "superuser", "_links": {"self": "/x"}, "brandNew": {"a": 1}}
+        ],
         "count": 1,
         "sortDirection": "DESC",
         "_embedded": {},
@@ -76,7 +83,10 @@ def test_post_normalises_and_round_trips() -> None:
     assert post == am.InstanceMemberPost(role=am.Role.ADMIN, email="Ada@Example.com")
     assert post.to_wire() == {"email": "Ada@Example.com", "role": "admin"}
     assert converter.structure(post.to_wire(), am.InstanceMemberPost) == post
-    assert am.InstanceMemberPost.from_mapping({"user_id": UID, "role": "view"}).to_wire() == {"userId": UID, "role": "view"}
+    assert am.InstanceMemberPost.from_mapping({"user_id": UID, "role": "view"}).to_wire() == {
+        "userId": UID,
+        "role": "view",
+    }
 
 
 @pytest.mark.parametrize(
@@ -131,7 +141,9 @@ def test_public_names_are_complete_and_sorted() -> None:
     assert am.__all__ == sorted(am.__all__)
     for name in am.__all__:
         assert hasattr(am, name), name
-    public = {n for n in dir(am) if (not n.startswith("_") and n[0].isupper()) or n == "bulk_import"}
+    public = {
+        n for n in dir(am) if (not n.startswith("_") and n[0].isupper()) or n == "bulk_import"
+    }
     assert public <= set(am.__all__)
 
 
@@ -150,13 +162,19 @@ def test_to_dict_and_from_dict_round_trip_through_json() -> None:
     import json
 
     member = am.InstanceMember(
-        instance_id="575ec8687ae143cd83dc4a97", user_id="675ed18f7ae143cd83dc4bb7",
-        email="a@example.com", role=am.Role.ADMIN, two_factor_auth_enabled=False,
+        instance_id="575ec8687ae143cd83dc4a97",
+        user_id="675ed18f7ae143cd83dc4bb7",
+        email="a@example.com",
+        role=am.Role.ADMIN,
+        two_factor_auth_enabled=False,
     )
     wire = member.to_dict()
     assert wire == {
-        "instanceId": "575ec8687ae143cd83dc4a97", "userId": "675ed18f7ae143cd83dc4bb7",
-        "email": "a@example.com", "role": "admin", "twoFactorAuthEnabled": False,
+        "instanceId": "575ec8687ae143cd83dc4a97",
+        "userId": "675ed18f7ae143cd83dc4bb7",
+        "email": "a@example.com",
+        "role": "admin",
+        "twoFactorAuthEnabled": False,
     }
     assert am.InstanceMember.from_dict(json.loads(json.dumps(wire))) == member
     page = am.InstanceMembers(items=[member], count=1, sort_field="email")

@@ -137,7 +137,9 @@ def rows(n: int, prefix: str = "h") -> list[dict[str, str]]:
 async def test_normal_use_leaves_nothing(srv: ThreadedServer, tmp_path: Path) -> None:
     async with leaves_nothing_behind():
         async with am.Client(TOKEN, url=srv.url) as client:
-            await client.instance_members.post(instanceId=IID, member={"email": "n@example.com", "role": "view"})
+            await client.instance_members.post(
+                instanceId=IID, member={"email": "n@example.com", "role": "view"}
+            )
             await client.instance_members.get(instanceId=IID)
             result = await am.bulk_import(
                 client, instanceId=IID, members=rows(50), concurrency=8, journal=tmp_path / "j"
@@ -185,7 +187,9 @@ async def test_a_client_that_is_never_used_or_closed_twice_leaves_nothing() -> N
 
 
 @pytest.mark.parametrize("after", [0, 3, 25])
-async def test_cancelling_an_import_leaves_nothing(srv: ThreadedServer, tmp_path: Path, after: int) -> None:
+async def test_cancelling_an_import_leaves_nothing(
+    srv: ThreadedServer, tmp_path: Path, after: int
+) -> None:
     srv.set_faults(Faults(latency=0.02, drop_after_commit_rate=0.1, error_rate=0.1))
     journal = tmp_path / "j.journal"
     async with leaves_nothing_behind(), am.Client(TOKEN, url=srv.url, retry=FAST) as client:
@@ -196,8 +200,14 @@ async def test_cancelling_an_import_leaves_nothing(srv: ThreadedServer, tmp_path
                 reached.set()
 
         task = asyncio.create_task(
-            am.bulk_import(client, instanceId=IID, members=iter(rows(5000)), concurrency=16,
-                           journal=journal, on_outcome=on_outcome)
+            am.bulk_import(
+                client,
+                instanceId=IID,
+                members=iter(rows(5000)),
+                concurrency=16,
+                journal=journal,
+                on_outcome=on_outcome,
+            )
         )
         if after:
             await reached.wait()
@@ -210,7 +220,9 @@ async def test_cancelling_an_import_leaves_nothing(srv: ThreadedServer, tmp_path
     journal.open("a").close()
 
 
-async def test_cancelling_a_source_import_closes_the_file(srv: ThreadedServer, tmp_path: Path) -> None:
+async def test_cancelling_a_source_import_closes_the_file(
+    srv: ThreadedServer, tmp_path: Path
+) -> None:
     srv.set_faults(Faults(latency=0.02))
     path = tmp_path / "m.csv"
     path.write_text("email,role\n" + "".join(f"f{i}@example.com,view\n" for i in range(2000)))
@@ -225,7 +237,7 @@ async def test_cancelling_a_source_import_closes_the_file(srv: ThreadedServer, t
 
 async def test_a_file_that_fails_part_way_is_closed(srv: ThreadedServer, tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
-    path.write_text("email,role\na@example.com,view\nb@example.com,\"view\nc@example.com,view\n")
+    path.write_text('email,role\na@example.com,view\nb@example.com,"view\nc@example.com,view\n')
     async with leaves_nothing_behind(), am.Client(TOKEN, url=srv.url) as client:
         source = open_source(path)
         with pytest.raises(SourceError) as info:
@@ -234,7 +246,9 @@ async def test_a_file_that_fails_part_way_is_closed(srv: ThreadedServer, tmp_pat
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.005, 0.03, 0.06, 0.12])
-async def test_cancelling_a_post_at_any_moment_leaves_nothing(srv: ThreadedServer, delay: float) -> None:
+async def test_cancelling_a_post_at_any_moment_leaves_nothing(
+    srv: ThreadedServer, delay: float
+) -> None:
     """Cut after commit with latency: the cancel lands in the POST, the wait or the lookup."""
     srv.set_faults(Faults(latency=0.025, drop_after_commit_rate=0.5))
     async with leaves_nothing_behind(), am.Client(TOKEN, url=srv.url, retry=FAST) as client:
@@ -262,7 +276,9 @@ async def test_closing_the_client_under_a_running_call_ends_it_with_a_losant_err
         calls = [
             asyncio.create_task(client.instance_members.get(instanceId=IID)),
             asyncio.create_task(
-                client.instance_members.post(instanceId=IID, member={"email": "u@example.com", "role": "view"})
+                client.instance_members.post(
+                    instanceId=IID, member={"email": "u@example.com", "role": "view"}
+                )
             ),
             asyncio.create_task(am.bulk_import(client, instanceId=IID, members=rows(20, "under"))),
         ]
@@ -293,8 +309,13 @@ async def test_closing_the_client_mid_import_stops_it_at_once(srv: ThreadedServe
         client = am.Client(TOKEN, url=srv.url)
         some_done = asyncio.Event()
         task = asyncio.create_task(
-            am.bulk_import(client, instanceId=IID, members=endless(), concurrency=8,
-                           on_outcome=lambda o: some_done.set())
+            am.bulk_import(
+                client,
+                instanceId=IID,
+                members=endless(),
+                concurrency=8,
+                on_outcome=lambda o: some_done.set(),
+            )
         )
         await some_done.wait()
         await client.close()
@@ -309,14 +330,17 @@ async def test_closing_the_client_mid_import_stops_it_at_once(srv: ThreadedServe
 # -- ownership and use after close ----------------------------------------------------------
 
 
-async def test_a_callers_session_is_left_open_and_the_clients_own_is_closed(srv: ThreadedServer) -> None:
+async def test_a_callers_session_is_left_open_and_the_clients_own_is_closed(
+    srv: ThreadedServer,
+) -> None:
     async with leaves_nothing_behind():
         async with aiohttp.ClientSession() as session:
             async with am.Client(TOKEN, url=srv.url, session=session) as client:
                 await client.instance_members.get(instanceId=IID)
             assert not session.closed
-            async with session.get(f"{srv.url}/instances/{IID}/members",
-                                   headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            async with session.get(
+                f"{srv.url}/instances/{IID}/members", headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as resp:
                 assert resp.status == 200  # still usable
             with pytest.raises(am.ClientClosedError):
                 await client.instance_members.get(instanceId=IID)
@@ -337,7 +361,9 @@ async def test_use_after_close_raises_client_closed_error(srv: ThreadedServer) -
             await client.instance_members.get(instanceId=IID)
         for call in (
             client.instance_members.get(instanceId=IID),
-            client.instance_members.post(instanceId=IID, member={"email": "z@example.com", "role": "view"}),
+            client.instance_members.post(
+                instanceId=IID, member={"email": "z@example.com", "role": "view"}
+            ),
             am.bulk_import(client, instanceId=IID, members=rows(3)),
         ):
             with pytest.raises(am.ClientClosedError, match="closed"):

@@ -485,3 +485,80 @@ def test_kill_9_mid_sync_then_a_rerun_converges(fake_server: str, tmp_path: Path
     # The last run accounts for every row once (plus what it had left to remove).
     assert figures["total"] == len(desired) + figures["removed"]
     assert asyncio.run(members_by_email(url)) == want
+
+
+# -- remove FILE: kill -9 mid-run, then a re-run with the journal converges -----------------
+
+
+def removed_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b'"outcome":"removed"')
+    except FileNotFoundError:
+        return 0
+
+
+def test_kill_9_mid_remove_then_a_rerun_converges(fake_server: str, tmp_path: Path) -> None:
+    url = fake_server
+    rng = random.Random(91)
+    current = {f"gone{i}@example.com": rng.choice(["view", "admin"]) for i in range(300)}
+    asyncio.run(seed_members(url, current))
+    leavers = rng.sample(sorted(current), 200)
+    rows = [e.upper() if i % 5 == 0 else e for i, e in enumerate(leavers)]
+    rows += [f"never{i}@example.com" for i in range(20)]  # not members: skipped
+    rng.shuffle(rows)
+    leavers_csv = tmp_path / "leavers.csv"
+    leavers_csv.write_text("email,role\n" + "".join(f"{e},owner\n" for e in rows))
+    journal = tmp_path / "remove.journal"
+    summary = tmp_path / "summary.json"
+    command = python_m(
+        "--url",
+        url,
+        "--token",
+        TOKEN,
+        "remove",
+        str(leavers_csv),
+        "--instance",
+        IID,
+        "--journal",
+        str(journal),
+        "--concurrency",
+        "4",
+        "--no-progress",
+        "--summary-json",
+        str(summary),
+    )
+    kills = 0
+    for run in range(3):
+        before = removed_lines(journal)
+        out = (tmp_path / f"remove{run}.out").open("wb")
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env()
+        )
+        try:
+            give_up = time.monotonic() + 60
+            while removed_lines(journal) < before + 5 and proc.poll() is None:
+                assert time.monotonic() < give_up, "the removal made no progress"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.1))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:  # pragma: no cover
+                proc.kill()
+                proc.wait()
+            out.close()
+        assert proc.returncode in (-signal.SIGKILL, 0), (tmp_path / f"remove{run}.out").read_text()
+    assert kills >= 2, "the runs finished before they could be killed; slow the server"
+
+    final = subprocess.run(command, capture_output=True, cwd=ROOT, env=child_env(), timeout=120)
+    output = final.stdout.decode() + final.stderr.decode()
+    assert final.returncode == 0, output
+    assert TOKEN not in output
+    figures = json.loads(summary.read_text())
+    # The last run accounts for every row once: most were done by the killed runs.
+    assert figures["total"] == len(rows) == figures["removed"] + figures["skipped"]
+    assert figures["skipped_by_reason"].get("done in an earlier run", 0) > 0
+    want = {e: r for e, r in current.items() if e not in set(leavers)}
+    assert asyncio.run(members_by_email(url)) == want

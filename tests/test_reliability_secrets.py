@@ -35,14 +35,25 @@ TOKEN = "tok-S3CRET-2b7e151628aed2a6abf71588"
 READ_ONLY = "tok-READONLY-09cf4f3c762e71604f2c"
 WRONG = "tok-WRONG-6bc1bee22e409f96e93d7e11"
 SECRETS = (TOKEN, READ_ONLY, WRONG)
-LOGGERS = ("", "asyncmembers", "aiohttp", "aiohttp.client", "aiohttp.server", "aiohttp.web",
-           "aiohttp.access", "aiohttp.internal", "asyncio")
+LOGGERS = (
+    "",
+    "asyncmembers",
+    "aiohttp",
+    "aiohttp.client",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.access",
+    "aiohttp.internal",
+    "asyncio",
+)
 FAST = am.RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.01, timeout=10)
 
 
 def assert_clean(text: str, where: str = "") -> None:
     for secret in SECRETS:
-        assert secret not in text, f"a token leaked {where}: ...{text[max(0, text.find(secret) - 80):][:200]}"
+        assert secret not in text, (
+            f"a token leaked {where}: ...{text[max(0, text.find(secret) - 80) :][:200]}"
+        )
 
 
 def error_text(exc: BaseException) -> str:
@@ -70,7 +81,8 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
     for name, level in saved.items():
         logging.getLogger(name or None).setLevel(level)
     text = "\n".join(
-        f"{r.name} {r.levelname} {r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records
+        f"{r.name} {r.levelname} {r.getMessage()} {r.exc_text or ''} {r.args!r}"
+        for r in caplog.records
     )
     assert_clean(text + caplog.text, "into the logs")
 
@@ -101,15 +113,26 @@ async def collect_errors(server: FakeLosantServer) -> list[BaseException]:
     async with am.Client(TOKEN, url=server.url, retry=FAST, timeout=0.3) as c:
         res = getattr(c, members)
         await res.post(instanceId=IID, member={"email": "ann@example.com", "role": "view"})
-        await expect(am.BadRequestError, res.post(instanceId=IID, member={"email": "ann@example.com", "role": "view"}))
+        await expect(
+            am.BadRequestError,
+            res.post(instanceId=IID, member={"email": "ann@example.com", "role": "view"}),
+        )
         await expect(am.NotFoundError, res.get(instanceId=UNKNOWN_IID))
         await expect(am.ValidationError, res.get(instanceId="nope"))
-        await expect(am.ValidationError, res.post(instanceId=IID, member={"email": "bad", "role": "view"}))
+        await expect(
+            am.ValidationError, res.post(instanceId=IID, member={"email": "bad", "role": "view"})
+        )
         server.faults = Faults(error_rate=1.0)
         await expect(am.ServerError, res.get(instanceId=IID))
-        await expect(am.ServerError, res.post(instanceId=IID, member={"email": "s@example.com", "role": "view"}))
+        await expect(
+            am.ServerError,
+            res.post(instanceId=IID, member={"email": "s@example.com", "role": "view"}),
+        )
         server.faults = Faults(drop_after_commit_rate=1.0)
-        await expect(am.TransportError, res.post(instanceId=IID, member={"email": "d@example.com", "role": "view"}))
+        await expect(
+            am.TransportError,
+            res.post(instanceId=IID, member={"email": "d@example.com", "role": "view"}),
+        )
         server.faults = Faults(stall_rate=1.0, stall_seconds=30)
         await expect(am.TransportError, res.get(instanceId=IID))
         server.faults = Faults(rate_limit=0.01, rate_limit_burst=1)  # Retry-After 100 > max
@@ -118,7 +141,12 @@ async def collect_errors(server: FakeLosantServer) -> list[BaseException]:
         server.faults = Faults()
     await expect(am.ClientClosedError, c.instance_members.get(instanceId=IID))
     async with am.Client(READ_ONLY, url=server.url, retry=FAST) as c:
-        await expect(am.ForbiddenError, c.instance_members.post(instanceId=IID, member={"email": "f@example.com", "role": "view"}))
+        await expect(
+            am.ForbiddenError,
+            c.instance_members.post(
+                instanceId=IID, member={"email": "f@example.com", "role": "view"}
+            ),
+        )
     async with am.Client(WRONG, url=server.url, retry=FAST) as c:
         await expect(am.UnauthorizedError, c.instance_members.get(instanceId=IID))
     async with am.Client(TOKEN, url="http://127.0.0.1:9", retry=FAST) as c:  # nothing listens
@@ -141,8 +169,14 @@ async def test_no_error_of_any_class_shows_the_token(
     errors = await collect_errors(server)
     kinds = {type(e) for e in errors}
     assert kinds >= {
-        am.BadRequestError, am.UnauthorizedError, am.ForbiddenError, am.NotFoundError,
-        am.RateLimitError, am.ServerError, am.TransportError, am.ValidationError,
+        am.BadRequestError,
+        am.UnauthorizedError,
+        am.ForbiddenError,
+        am.NotFoundError,
+        am.RateLimitError,
+        am.ServerError,
+        am.TransportError,
+        am.ValidationError,
         am.ClientClosedError,
     }
     assert len([e for e in errors if isinstance(e, am.ValidationError)]) >= 5
@@ -165,13 +199,21 @@ async def test_client_repr_and_str_hide_the_token(server: FakeLosantServer) -> N
 async def test_bulk_results_failures_and_reports_hide_the_token(
     server: FakeLosantServer, debug_logs: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    server.faults = Faults(error_rate=0.3, drop_after_commit_rate=0.1, drop_before_commit_rate=0.1, rate_limit=400)
+    server.faults = Faults(
+        error_rate=0.3, drop_after_commit_rate=0.1, drop_before_commit_rate=0.1, rate_limit=400
+    )
     rows: list[Any] = [{"email": f"b{i}@example.com", "role": "view"} for i in range(60)]
-    rows += [{"email": "broken", "role": "view"}, {"email": "x@example.com", "role": "boss"}, "junk"]
+    rows += [
+        {"email": "broken", "role": "view"},
+        {"email": "x@example.com", "role": "boss"},
+        "junk",
+    ]
     outcomes: list[am.Outcome] = []
     stingy = am.RetryPolicy(attempts=2, wait_initial=0.001, wait_max=0.01, timeout=10)
     async with am.Client(TOKEN, url=server.url, retry=stingy) as c:
-        result = await am.bulk_import(c, instanceId=IID, members=rows, concurrency=8, on_outcome=outcomes.append)
+        result = await am.bulk_import(
+            c, instanceId=IID, members=rows, concurrency=8, on_outcome=outcomes.append
+        )
     assert len(result.failures) > 3  # some rows failed after retries, not only the invalid ones
     report_path = tmp_path / "errors.csv"
     with ErrorReportWriter(report_path) as report:
@@ -195,8 +237,15 @@ async def test_bulk_results_failures_and_reports_hide_the_token(
 
 @pytest.mark.parametrize(
     "url",
-    ["http://api.example.com", "HTTP://API.EXAMPLE.COM", "http://127.0.0.1.nip.io", "http://localhost.example.com",
-     "http://10.0.0.1", "http://[::ffff:7f00:1]:8080", "http://0.0.0.0"],
+    [
+        "http://api.example.com",
+        "HTTP://API.EXAMPLE.COM",
+        "http://127.0.0.1.nip.io",
+        "http://localhost.example.com",
+        "http://10.0.0.1",
+        "http://[::ffff:7f00:1]:8080",
+        "http://0.0.0.0",
+    ],
 )
 def test_plain_http_to_another_host_is_refused(url: str) -> None:
     with pytest.raises(am.ValidationError, match="plain http") as info:
@@ -207,7 +256,16 @@ def test_plain_http_to_another_host_is_refused(url: str) -> None:
     am.Client(None, url=url)  # no token, nothing to leak
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "http://localhost", "http://[::1]:8080", "http://127.1.2.3", "https://api.example.com"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1",
+        "http://localhost",
+        "http://[::1]:8080",
+        "http://127.1.2.3",
+        "https://api.example.com",
+    ],
+)
 def test_loopback_and_https_are_allowed(url: str) -> None:
     am.Client(TOKEN, url=url)
 
@@ -251,7 +309,9 @@ async def test_a_redirect_to_another_origin_is_refused_and_nothing_reaches_it() 
             assert got.value.status == 307 and got.value.fatal
             assert_clean(error_text(got.value))
             with pytest.raises(am.RedirectError) as posted:
-                await c.instance_members.post(instanceId=IID, member={"email": "r@example.com", "role": "view"})
+                await c.instance_members.post(
+                    instanceId=IID, member={"email": "r@example.com", "role": "view"}
+                )
             assert_clean(error_text(posted.value))
     finally:
         await runner.cleanup()
@@ -279,7 +339,9 @@ async def test_a_redirect_loop_is_one_redirect_error_without_the_request_headers
             with pytest.raises(am.RedirectError, match="302") as info:
                 await c.instance_members.get(instanceId=IID)
             with pytest.raises(am.RedirectError, match="302") as post_info:
-                await c.instance_members.post(instanceId=IID, member={"email": "l@example.com", "role": "view"})
+                await c.instance_members.post(
+                    instanceId=IID, member={"email": "l@example.com", "role": "view"}
+                )
     finally:
         await runner.cleanup()
     assert hits == ["GET", "POST"]  # one request each: nothing followed, nothing retried
@@ -295,8 +357,13 @@ async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("LOSANT_")}
     child_env.update(env or {})
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "asyncmembers", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=child_env,
+        sys.executable,
+        "-m",
+        "asyncmembers",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode is not None
@@ -307,24 +374,86 @@ async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
 async def test_cli_output_never_shows_the_token(server: FakeLosantServer, tmp_path: Path) -> None:
     server.faults = Faults(error_rate=0.2, drop_after_commit_rate=0.05)
     members = tmp_path / "members.csv"
-    members.write_text("email,role\n" + "".join(f"c{i}@example.com,view\n" for i in range(30)) + "bad,view\n")
+    members.write_text(
+        "email,role\n" + "".join(f"c{i}@example.com,view\n" for i in range(30)) + "bad,view\n"
+    )
     errors = tmp_path / "errors.csv"
     journal = tmp_path / "j.journal"
     url = server.url
     common = ["--instance", IID]
     runs = [
-        (["-vv", "--url", url, "--token", TOKEN, "import", str(members), *common,
-          "--errors", str(errors), "--journal", str(journal)], None, 1),
-        (["-vv", "import", str(members), *common, "--no-progress"], {"LOSANT_API_URL": url, "LOSANT_API_TOKEN": TOKEN}, 1),
+        (
+            [
+                "-vv",
+                "--url",
+                url,
+                "--token",
+                TOKEN,
+                "import",
+                str(members),
+                *common,
+                "--errors",
+                str(errors),
+                "--journal",
+                str(journal),
+            ],
+            None,
+            1,
+        ),
+        (
+            ["-vv", "import", str(members), *common, "--no-progress"],
+            {"LOSANT_API_URL": url, "LOSANT_API_TOKEN": TOKEN},
+            1,
+        ),
         (["-vv", "list", *common, "--url", url, "--token", TOKEN, "--format", "json"], None, 0),
-        (["-vv", "add", *common, "--email", "bad", "--role", "view", "--url", url, "--token", TOKEN], None, 2),
-        (["-vv", "add", *common, "--email", "z@example.com", "--role", "view", "--url", url, "--token", WRONG], None, 3),
+        (
+            [
+                "-vv",
+                "add",
+                *common,
+                "--email",
+                "bad",
+                "--role",
+                "view",
+                "--url",
+                url,
+                "--token",
+                TOKEN,
+            ],
+            None,
+            2,
+        ),
+        (
+            [
+                "-vv",
+                "add",
+                *common,
+                "--email",
+                "z@example.com",
+                "--role",
+                "view",
+                "--url",
+                url,
+                "--token",
+                WRONG,
+            ],
+            None,
+            3,
+        ),
         (["-vv", "list", "--instance", UNKNOWN_IID, "--url", url, "--token", TOKEN], None, 3),
         (["list", *common, "--url", "http://api.example.com", "--token", TOKEN], None, 2),
-        (["import", str(members), *common, "--concurrency", "0", "--url", url, "--token", TOKEN], None, 2),
+        (
+            ["import", str(members), *common, "--concurrency", "0", "--url", url, "--token", TOKEN],
+            None,
+            2,
+        ),
         (["-vv", "list", *common, "--url", url], {"LOSANT_API_TOKEN": READ_ONLY + "\n"}, None),
         (["--token", TOKEN, "--bogus-option"], None, 2),
-        (["-vv", "list", *common, "--url", "http://127.0.0.1:9", "--token", TOKEN], None, 4),  # unreachable: exit 4 (SPEC 3)
+        (
+            ["-vv", "list", *common, "--url", "http://127.0.0.1:9", "--token", TOKEN],
+            None,
+            4,
+        ),  # unreachable: exit 4 (SPEC 3)
     ]
     outputs: list[str] = []
     for args, env, want in runs:

@@ -61,7 +61,8 @@ async def test_stalled_get_ends_within_the_policy_timeout(
 
 
 @pytest.mark.parametrize(
-    "member", [{"email": "stall@example.com", "role": "view"}, {"userId": "a" * 24, "role": "admin"}]
+    "member",
+    [{"email": "stall@example.com", "role": "view"}, {"userId": "a" * 24, "role": "admin"}],
 )
 async def test_stalled_post_ends_within_the_policy_timeout(
     server: FakeLosantServer, client: am.Client, member: dict[str, str]
@@ -76,7 +77,9 @@ async def test_stalled_post_ends_within_the_policy_timeout(
     assert server.members(IID) == []
 
 
-async def test_a_short_per_attempt_timeout_retries_within_the_bound(server: FakeLosantServer) -> None:
+async def test_a_short_per_attempt_timeout_retries_within_the_bound(
+    server: FakeLosantServer,
+) -> None:
     """Per-attempt timeout 0.2 s: several attempts fit in the bound, none past it."""
     server.faults = STALLED
     async with am.Client(TOKEN, url=server.url, retry=POLICY, timeout=0.2) as c:

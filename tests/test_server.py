@@ -59,7 +59,12 @@ async def server() -> AsyncIterator[FakeLosantServer]:
         tokens=TOKENS,
         instances=[IID, OTHER_IID],
         users=[
-            {"userId": KNOWN_USER, "email": "Known@Example.com", "firstName": "Kim", "lastName": "Known"}
+            {
+                "userId": KNOWN_USER,
+                "email": "Known@Example.com",
+                "firstName": "Kim",
+                "lastName": "Known",
+            }
         ],
     ) as srv:
         yield srv
@@ -110,7 +115,9 @@ async def call(
         return resp.status, body
 
 
-async def list_emails(http: aiohttp.ClientSession, server: FakeLosantServer, **params: str) -> list[str]:
+async def list_emails(
+    http: aiohttp.ClientSession, server: FakeLosantServer, **params: str
+) -> list[str]:
     status, body = await call(http, server, "GET", params=params)
     assert status == 200, body
     assert body["count"] == len(body["items"])
@@ -164,7 +171,9 @@ async def test_add_by_unknown_user_id_makes_a_placeholder_without_email(server, 
 
 
 async def test_add_by_known_user_id_returns_the_directory_user(server, http) -> None:
-    status, member = await call(http, server, "POST", json_body={"userId": KNOWN_USER, "role": "view"})
+    status, member = await call(
+        http, server, "POST", json_body={"userId": KNOWN_USER, "role": "view"}
+    )
     assert status == 200
     assert (member["email"], member["firstName"], member["lastName"]) == (
         "Known@Example.com",
@@ -174,7 +183,9 @@ async def test_add_by_known_user_id_returns_the_directory_user(server, http) -> 
 
 
 async def test_email_and_user_id_resolve_to_the_same_user(server, http) -> None:
-    _, by_email = await call(http, server, "POST", json_body={"email": "x@example.com", "role": "view"})
+    _, by_email = await call(
+        http, server, "POST", json_body={"email": "x@example.com", "role": "view"}
+    )
     status, again = await call(
         http, server, "POST", json_body={"userId": by_email["userId"], "role": "admin"}
     )
@@ -182,13 +193,19 @@ async def test_email_and_user_id_resolve_to_the_same_user(server, http) -> None:
     assert "already" in again["message"] and "member" in again["message"]
     # The same user joins another instance through its userId, email included.
     status, elsewhere = await call(
-        http, server, "POST", instance=OTHER_IID, json_body={"userId": by_email["userId"], "role": "view"}
+        http,
+        server,
+        "POST",
+        instance=OTHER_IID,
+        json_body={"userId": by_email["userId"], "role": "view"},
     )
     assert status == 200
     assert elsewhere["email"] == "x@example.com"
     assert elsewhere["instanceId"] == OTHER_IID
     # And a known user's email (in another case) resolves to its userId.
-    status, known = await call(http, server, "POST", json_body={"email": "KNOWN@example.COM", "role": "view"})
+    status, known = await call(
+        http, server, "POST", json_body={"email": "KNOWN@example.COM", "role": "view"}
+    )
     assert (status, known["userId"]) == (200, KNOWN_USER)
     assert len(server.members(IID)) == 2
 
@@ -212,14 +229,25 @@ async def test_generated_user_ids_depend_on_seed_and_email_not_on_order() -> Non
     ("params", "expected"),
     [
         ({}, ["Alice@x.io", "bob@x.io", "carol@x.io", "dave@x.io", "Eve@x.io"]),
-        ({"sortField": "email", "sortDirection": "asc"}, ["Alice@x.io", "bob@x.io", "carol@x.io", "dave@x.io", "Eve@x.io"]),
-        ({"sortField": "email", "sortDirection": "desc"}, ["Eve@x.io", "dave@x.io", "carol@x.io", "bob@x.io", "Alice@x.io"]),
+        (
+            {"sortField": "email", "sortDirection": "asc"},
+            ["Alice@x.io", "bob@x.io", "carol@x.io", "dave@x.io", "Eve@x.io"],
+        ),
+        (
+            {"sortField": "email", "sortDirection": "desc"},
+            ["Eve@x.io", "dave@x.io", "carol@x.io", "bob@x.io", "Alice@x.io"],
+        ),
         ({"sortField": "role"}, ["bob@x.io", "carol@x.io", "Eve@x.io", "Alice@x.io", "dave@x.io"]),
-        ({"sortField": "role", "sortDirection": "desc"}, ["Alice@x.io", "dave@x.io", "bob@x.io", "carol@x.io", "Eve@x.io"]),
+        (
+            {"sortField": "role", "sortDirection": "desc"},
+            ["Alice@x.io", "dave@x.io", "bob@x.io", "carol@x.io", "Eve@x.io"],
+        ),
     ],
     ids=["default", "email-asc", "email-desc", "role-asc", "role-desc"],
 )
-async def test_sorting_is_case_insensitive_and_ties_go_by_email(server, http, params, expected) -> None:
+async def test_sorting_is_case_insensitive_and_ties_go_by_email(
+    server, http, params, expected
+) -> None:
     seed_people(server)
     assert await list_emails(http, server, **params) == expected
 
@@ -304,7 +332,12 @@ async def test_official_client_flags_unknown_params_and_headers_are_ignored(serv
     status, body = await call(http, server, "GET", params=params, headers=headers)
     assert (status, body["count"]) == (200, len(PEOPLE))
     status, _ = await call(
-        http, server, "POST", params=params, headers=headers, json_body={"email": "z@x.io", "role": "view"}
+        http,
+        server,
+        "POST",
+        params=params,
+        headers=headers,
+        json_body={"email": "z@x.io", "role": "view"},
     )
     assert status == 200
 
@@ -317,12 +350,22 @@ UNAUTHORIZED = {"type": "Unauthorized", "message": "Unauthorized"}
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Token admin-token"}, {"Authorization": "Bearer "}],
+    [
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Token admin-token"},
+        {"Authorization": "Bearer "},
+    ],
     ids=["none", "unknown", "wrong-scheme", "empty"],
 )
 async def test_missing_or_unknown_token_is_401(server, http, method, headers) -> None:
     status, body = await call(
-        http, server, method, token=None, headers=headers, json_body={"email": "a@x.io", "role": "view"}
+        http,
+        server,
+        method,
+        token=None,
+        headers=headers,
+        json_body={"email": "a@x.io", "role": "view"},
     )
     assert (status, body) == (401, UNAUTHORIZED)
     assert server.members(IID) == []
@@ -345,33 +388,52 @@ async def test_401_comes_before_404(server, http) -> None:
 )
 async def test_token_lacking_the_scope_is_403(server, http, method, token) -> None:
     status, body = await call(
-        http, server, method, token=token, instance=UNKNOWN_IID, json_body={"email": "a@x.io", "role": "view"}
+        http,
+        server,
+        method,
+        token=token,
+        instance=UNKNOWN_IID,
+        json_body={"email": "a@x.io", "role": "view"},
     )
     assert (status, body["type"]) == (403, "Forbidden")
     assert server.members(IID) == []
 
 
-@pytest.mark.parametrize(("method", "scope"), [("GET", s) for s in sorted(GET_SCOPES)] + [("POST", s) for s in sorted(POST_SCOPES)])
+@pytest.mark.parametrize(
+    ("method", "scope"),
+    [("GET", s) for s in sorted(GET_SCOPES)] + [("POST", s) for s in sorted(POST_SCOPES)],
+)
 async def test_each_documented_scope_is_enough(http, method, scope) -> None:
     async with FakeLosantServer(tokens={"t": [scope]}, instances=[IID]) as srv:
-        status, _ = await call(http, srv, method, token="t", json_body={"email": "a@x.io", "role": "view"})
+        status, _ = await call(
+            http, srv, method, token="t", json_body={"email": "a@x.io", "role": "view"}
+        )
     assert status == 200
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("instance", [UNKNOWN_IID, "not-an-object-id", IID[:-1]])
 async def test_unknown_or_malformed_instance_is_404(server, http, method, instance) -> None:
-    status, body = await call(http, server, method, instance=instance, json_body={"email": "a@x.io", "role": "view"})
+    status, body = await call(
+        http, server, method, instance=instance, json_body={"email": "a@x.io", "role": "view"}
+    )
     assert (status, body) == (404, {"type": "NotFound", "message": "Instance was not found"})
     assert server.stats.posts_applied == 0
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/"), ("GET", f"/instances/{IID}"), ("PUT", f"/instances/{IID}/members"), ("GET", f"/instances/{IID}/members/x/y")],
+    [
+        ("GET", "/"),
+        ("GET", f"/instances/{IID}"),
+        ("PUT", f"/instances/{IID}/members"),
+        ("GET", f"/instances/{IID}/members/x/y"),
+    ],
 )
 async def test_other_routes_are_404_json(server, http, method, path) -> None:
-    async with http.request(method, server.url + path, headers={"Authorization": "Bearer admin-token"}) as resp:
+    async with http.request(
+        method, server.url + path, headers={"Authorization": "Bearer admin-token"}
+    ) as resp:
         body = await resp.json()
     assert resp.status == 404
     schemas.validate(body, schemas.ERROR)
@@ -556,12 +618,18 @@ async def test_serve_forever_stops_on_sigterm_and_says_so() -> None:
 
 
 def _plugin_is_installed() -> bool:
-    return any(ep.name == "asyncmembers" for ep in importlib.metadata.entry_points(group="pytest11"))
+    return any(
+        ep.name == "asyncmembers" for ep in importlib.metadata.entry_points(group="pytest11")
+    )
 
 
-def test_pytest_plugin_fixture_serves_and_can_be_customised(pytester: pytest.Pytester, monkeypatch) -> None:
+def test_pytest_plugin_fixture_serves_and_can_be_customised(
+    pytester: pytest.Pytester, monkeypatch
+) -> None:
     repo = Path(__file__).resolve().parent.parent
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
+    )
     pytester.makeini(
         """
         [pytest]

@@ -22,7 +22,9 @@ DISCONNECTED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 def make_server(faults: Faults, seed: int = 0) -> FakeLosantServer:
-    return FakeLosantServer(tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults, seed=seed)
+    return FakeLosantServer(
+        tokens={TOKEN: ["all.Instance"]}, instances=[IID], faults=faults, seed=seed
+    )
 
 
 @pytest.fixture
@@ -31,14 +33,18 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def post(http: aiohttp.ClientSession, server: FakeLosantServer, email: str, **kw: Any) -> tuple[int, Any]:
+async def post(
+    http: aiohttp.ClientSession, server: FakeLosantServer, email: str, **kw: Any
+) -> tuple[int, Any]:
     async with http.post(
         f"{server.url}/instances/{IID}/members", json={"email": email, "role": "view"}, **kw
     ) as resp:
         return resp.status, await resp.json()
 
 
-async def get(http: aiohttp.ClientSession, server: FakeLosantServer, **params: str) -> tuple[int, Any]:
+async def get(
+    http: aiohttp.ClientSession, server: FakeLosantServer, **params: str
+) -> tuple[int, Any]:
     async with http.get(f"{server.url}/instances/{IID}/members", params=params) as resp:
         return resp.status, await resp.json()
 
@@ -207,9 +213,14 @@ MIXED = Faults(error_rate=0.3, drop_before_commit_rate=0.15, drop_after_commit_r
 ROWS = [f"user{i}@x.io" for i in range(40)]
 
 
-async def run_rows(seed: int, order: list[int], *, concurrent: bool) -> tuple[dict[int, str], set[str]]:
+async def run_rows(
+    seed: int, order: list[int], *, concurrent: bool
+) -> tuple[dict[int, str], set[str]]:
     """Post ROWS in ``order``; return each row's outcome and the emails that became members."""
-    async with make_server(MIXED, seed=seed) as server, aiohttp.ClientSession(headers=HEADERS) as http:
+    async with (
+        make_server(MIXED, seed=seed) as server,
+        aiohttp.ClientSession(headers=HEADERS) as http,
+    ):
 
         async def one(i: int) -> tuple[int, str]:
             try:
@@ -241,9 +252,10 @@ async def test_same_seed_same_faults_even_concurrently_in_another_order() -> Non
 
 async def test_repeats_of_one_request_meet_the_same_sequence_for_the_same_seed() -> None:
     async def sequence(seed: int, **params: str) -> list[int]:
-        async with make_server(Faults(error_rate=0.5), seed=seed) as server, aiohttp.ClientSession(
-            headers=HEADERS
-        ) as http:
+        async with (
+            make_server(Faults(error_rate=0.5), seed=seed) as server,
+            aiohttp.ClientSession(headers=HEADERS) as http,
+        ):
             return [(await get(http, server, **params))[0] for _ in range(24)]
 
     first = await sequence(1, sortField="role")

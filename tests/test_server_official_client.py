@@ -50,7 +50,9 @@ async def test_list_add_by_email_and_by_user_id(server) -> None:
     schemas.validate(listing, schemas.INSTANCE_MEMBERS)
     assert (listing["items"], listing["count"]) == ([], 0)
 
-    by_email = await run(members.post, instanceId=IID, member={"email": "ada@x.io", "role": "admin"})
+    by_email = await run(
+        members.post, instanceId=IID, member={"email": "ada@x.io", "role": "admin"}
+    )
     schemas.validate(by_email, schemas.INSTANCE_MEMBER)
     assert (by_email["email"], by_email["role"]) == ("ada@x.io", "admin")
 
@@ -75,7 +77,9 @@ async def test_sorting_and_filtering(server) -> None:
     assert [m["email"] for m in listing["items"]] == ["A@x.io", "b@x.io", "c@x.io"]
     assert (listing["sortField"], listing["sortDirection"]) == ("role", "desc")
 
-    listing = await run(members.get, instanceId=IID, filterField="email", filter="?@X.IO", sortDirection="desc")
+    listing = await run(
+        members.get, instanceId=IID, filterField="email", filter="?@X.IO", sortDirection="desc"
+    )
     schemas.validate(listing, schemas.INSTANCE_MEMBERS)
     assert [m["email"] for m in listing["items"]] == ["c@x.io", "b@x.io", "A@x.io"]
     assert (listing["filterField"], listing["filter"]) == ("email", "?@X.IO")
@@ -107,7 +111,10 @@ async def test_404(server, method) -> None:
     if method == "post":
         kwargs["member"] = {"email": "a@x.io", "role": "view"}
     err = await fails(fn, **kwargs)
-    assert (err.status, err.data) == (404, {"type": "NotFound", "message": "Instance was not found"})
+    assert (err.status, err.data) == (
+        404,
+        {"type": "NotFound", "message": "Instance was not found"},
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,17 @@
 
 from ._importer import DEDUPE_WINDOW, bulk_import
 from ._journal import check_journal_path
-from ._result import BulkResult, ItemFailure, Outcome, OutcomeKind, Progress, SyncResult
+from ._remove import remove_members
+from ._result import (
+    BulkResult,
+    ItemFailure,
+    Outcome,
+    OutcomeKind,
+    Progress,
+    RemoveResult,
+    StoppedError,
+    SyncResult,
+)
 from ._sync import SyncPlan, sync_members
 
 __all__ = [
@@ -12,9 +22,12 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "Progress",
+    "RemoveResult",
+    "StoppedError",
     "SyncPlan",
     "SyncResult",
     "bulk_import",
     "check_journal_path",
+    "remove_members",
     "sync_members",
 ]

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ..client import Client
 from ..errors import BadRequestError, LosantError, TransportError, ValidationError
@@ -29,7 +29,16 @@ from ..resources import member_path
 from ._digest import MemberTable
 from ._journal import Journal
 from ._pacing import Pacer
-from ._result import BulkResult, ItemFailure, Outcome, Progress, SyncResult, _check_kept
+from ._result import (
+    BulkResult,
+    ItemFailure,
+    Outcome,
+    Progress,
+    RemoveResult,
+    StoppedError,
+    SyncResult,
+    _check_kept,
+)
 
 __all__ = [
     "ADD",
@@ -52,6 +61,8 @@ ADD, PATCH, REMOVE = 0, 1, 2
 Job = tuple[int, int, object, InstanceMemberPost | None, tuple[str, ...], str | None]
 
 Rows = Iterable[MemberLike] | AsyncIterable[MemberLike]
+
+T = TypeVar("T")
 
 
 class Stop(Exception):
@@ -241,12 +252,13 @@ class Engine:
         client: Client,
         instance_id: str,
         *,
-        result: BulkResult | SyncResult,
+        result: BulkResult | SyncResult | RemoveResult,
         concurrency: int,
         max_rate: float | None,
         on_outcome: Callable[[Outcome], None] | None,
         losantdomain: str | None,
         progress: Progress | None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.client = client
         self.instance_id = instance_id
@@ -264,10 +276,13 @@ class Engine:
         self.side = SideGate()
         self.first_sends = 0
         self.input_error: BaseException | None = None
-        #: Set when the run must stop after the requests in flight (on_outcome raised).
-        self.stopping: BaseException | None = None
-        #: Set by the caller (``stop=``): halt the run, see :meth:`halt`.
-        self.stop_event: asyncio.Event | None = None
+        #: Set when the run must stop after the requests in flight (on_outcome raised, or
+        #: the caller's ``stop`` event was set): see :attr:`stopping`.
+        self._stopping: BaseException | None = None
+        self.stop_event = stop
+        #: The reason a removal's outcome gives (a sync: the member is not in the list).
+        self.remove_reason: str | None = "not in the list"
+        #: Set once the stop event has halted the run (:meth:`halt`).
         self.halted = False
         self.started = time.perf_counter()
         if progress is not None:
@@ -280,9 +295,52 @@ class Engine:
         #: an ambiguous attempt (sent at loop time ``t``): created, or there before?
         self.on_confirmed: Callable[[Job, _WorkerGate, float, int], Awaitable[None]] | None = None
 
+    # -- stopping -------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> BaseException | None:
+        """Why the run is stopping (nothing new is read or sent), or None while it goes on."""
+        if self._stopping is None and self.stop_event is not None and self.stop_event.is_set():
+            self._stopping = StoppedError(
+                "stopped on request: nothing new was read or sent after the stop; the "
+                "requests in flight finished and are counted. Run the same call again "
+                "(with the same journal) to finish"
+            )
+        return self._stopping
+
+    @stopping.setter
+    def stopping(self, error: BaseException | None) -> None:
+        self._stopping = error
+
+    async def until_stopped(self, coro: Coroutine[Any, Any, T]) -> T | None:
+        """Await ``coro``, unless the ``stop`` event is set first: then cancel it (it must
+        be safe to cut: reading, planning, feeding) and return None with :attr:`stopping` set.
+        """
+        event = self.stop_event
+        if event is None:
+            return await coro
+        if self.stopping is not None:
+            coro.close()
+            return None
+        work = asyncio.ensure_future(coro)
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait((work, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when this task is cancelled: no task of ours is left behind.
+            for task in (work, waiter):
+                if not task.done():
+                    task.cancel()
+            await asyncio.wait((work, waiter))
+        if work.cancelled():
+            if not event.is_set():  # cancelled by someone else, not by the stop
+                raise asyncio.CancelledError
+            return None
+        return work.result()
+
     # -- ending ---------------------------------------------------------------------------
 
-    def finish(self) -> BulkResult | SyncResult:
+    def finish(self) -> BulkResult | SyncResult | RemoveResult:
         r = self.result
         r.elapsed = time.perf_counter() - self.started
         if self.pacer is not None:
@@ -367,22 +425,24 @@ class Engine:
             if isinstance(r, BulkResult):
                 r.created += 1
             else:
+                assert isinstance(r, SyncResult)
                 r.added += 1
             if p is not None:
                 p.created += 1
         elif kind == "skipped":
-            assert isinstance(r, BulkResult)
+            assert isinstance(r, BulkResult | RemoveResult)
             r.skipped += 1
             cat = category or reason or "skipped"
             r.skipped_by_reason[cat] = r.skipped_by_reason.get(cat, 0) + 1
             if p is not None:
                 p.skipped += 1
         elif kind == "updated":
+            assert not isinstance(r, RemoveResult)
             r.updated += 1
             if p is not None:
                 p.updated += 1
         elif kind == "removed":
-            assert isinstance(r, SyncResult)
+            assert isinstance(r, SyncResult | RemoveResult)
             r.removed += 1
             if p is not None:
                 p.removed += 1
@@ -419,7 +479,7 @@ class Engine:
 
     async def run(
         self,
-        feed: Callable[[asyncio.Queue[Job | None]], Awaitable[None]],
+        feed: Callable[[asyncio.Queue[Job | None]], Coroutine[Any, Any, None]],
         *,
         workers: int,
         background: Callable[[], Coroutine[Any, Any, None]] | None = None,
@@ -450,7 +510,8 @@ class Engine:
 
         async def feeder() -> None:
             try:
-                await feed(queue)
+                # A stop cuts the feed at once, even while it waits for the input.
+                await self.until_stopped(feed(queue))
             except Stop:
                 raise
             except Exception as exc:
@@ -588,7 +649,7 @@ class Engine:
                 item,
                 "removed",
                 keys,
-                "not in the list",
+                self.remove_reason,
                 retries=max(0, gate.sends - before - 1),
             )
 

@@ -101,13 +101,13 @@ async def bulk_import(
     journal or an ``on_outcome`` that raises stops the import at once: the error is
     raised with the partial result on its ``result`` attribute.
 
-    ``stop`` (an :class:`asyncio.Event`) halts the import cleanly once set, e.g. from a
-    signal handler: no more rows are read; rows that have changed nothing yet (queued,
-    waiting for their turn or for a 429's ``Retry-After``) are dropped, neither counted
-    nor journaled, so a re-run does them; requests in flight, and rows an attempt of
-    which may have been applied, finish and are counted. The partial result is returned.
+    ``stop`` (an :class:`asyncio.Event`) stops the import gracefully once set (e.g. from
+    a signal handler): no new row is read or sent, the requests in flight finish, are
+    counted, journaled and passed to ``on_outcome``, and :class:`StoppedError` is raised
+    with the partial result on ``.result``.
     """
     kept = check_settings(concurrency, max_rate, max_failures_kept)
+    stop = check_stop(stop)
     instance_id = _schema.check_object_id(instanceId, "instanceId")
     _schema.check_header_value(losantdomain, "losantdomain")
     progress = check_progress(progress)
@@ -120,9 +120,9 @@ async def bulk_import(
         on_outcome=on_outcome,
         losantdomain=losantdomain,
         progress=progress,
+        stop=stop,
     )
     engine.result._failures.kept = kept
-    engine.stop_event = check_stop(stop)
     run = _Import(engine, update_roles=bool(update_roles))
     try:
         if journal is not None:
@@ -131,8 +131,8 @@ async def bulk_import(
                 Journal, journal, instance_id, mode="import", protect=protect
             )
         await run.execute(members)
-    except Stop as stop:
-        raise_with_result(stop.error, engine.finish())
+    except Stop as stopped:
+        raise_with_result(stopped.error, engine.finish())
     except LosantError as exc:
         raise_with_result(exc, engine.finish())
     finally:
@@ -170,7 +170,9 @@ class _Import:
         engine.pacer = Pacer(engine.concurrency, engine.max_rate)
         if dry_run:
             # Planning needs the current members before the first row is judged.
-            await self._read_members()
+            await engine.until_stopped(self._read_members())
+            if engine.stopping is not None:
+                raise Stop(engine.stopping)
 
         async def feed(queue: asyncio.Queue[Job | None]) -> None:
             def each(index: int, item: object) -> object:
@@ -186,7 +188,8 @@ class _Import:
             # A read that has not shown a single member yet may still be about to say the
             # server is broken (an answer that is no member list): that is let end, and
             # raised. Once it has shown members it is only saving requests: cancelled.
-            keep_background=lambda: not self.table.seen_any,
+            # (A stopped run does not wait for it.)
+            keep_background=lambda: not self.table.seen_any and engine.stopping is None,
         )
 
     async def _read_members(self) -> None:

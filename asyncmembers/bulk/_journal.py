@@ -19,8 +19,8 @@ A journal cannot lie about where it came from:
   while the first holds it.
 
 Rows lines: ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. Only
-``created``, ``updated`` and ``skipped`` (import) mark a key done; ``failed`` and
-``duplicate`` do not. Done keys are kept as 8-byte digests (:class:`DigestSet`).
+``created``, ``updated``, ``skipped`` and ``removed`` (import, remove) mark a key done;
+``failed`` and ``duplicate`` do not (a sync journal is a record: its re-run plans afresh). Done keys are kept as 8-byte digests (:class:`DigestSet`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ __all__ = ["Journal", "check_journal_path"]
 _VERSION = 2
 #: Header versions this release reads (1: asyncmembers 0.1, import only).
 _READABLE = (1, 2)
-_DONE = frozenset({"created", "updated", "skipped"})
+_DONE = frozenset({"created", "updated", "skipped", "removed"})
 
 
 def _header(instance_id: str, mode: str) -> bytes:

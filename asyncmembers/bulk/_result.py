@@ -9,7 +9,16 @@ import attrs
 
 from ..errors import LosantError
 
-__all__ = ["BulkResult", "ItemFailure", "Outcome", "OutcomeKind", "Progress", "SyncResult"]
+__all__ = [
+    "BulkResult",
+    "ItemFailure",
+    "Outcome",
+    "OutcomeKind",
+    "Progress",
+    "RemoveResult",
+    "StoppedError",
+    "SyncResult",
+]
 
 OutcomeKind = Literal["created", "updated", "removed", "unchanged", "skipped", "failed"]
 
@@ -17,6 +26,7 @@ OutcomeKind = Literal["created", "updated", "removed", "unchanged", "skipped", "
 ALREADY_MEMBER = "already a member"
 DUPLICATE = "duplicate in input"
 DONE_EARLIER = "done in an earlier run"
+NOT_A_MEMBER = "not a member"
 
 #: How many failures a result keeps row by row unless told otherwise.
 MAX_FAILURES_KEPT = 1000
@@ -38,9 +48,10 @@ class ItemFailure:
 class Outcome:
     """What happened to one row, as it happens (passed to ``on_outcome``).
 
-    ``kind`` is ``created``, ``updated`` (role changed), ``skipped``, ``failed`` and, in a
-    sync, ``unchanged`` and ``removed`` (``member`` is then the removed member in wire
-    form); ``reason`` says why (e.g. ``duplicate of row 3``); ``error`` is set for
+    ``kind`` is ``created``, ``updated`` (role changed), ``skipped``, ``failed``, in a
+    sync ``unchanged`` and ``removed`` (``member`` is then the removed member in wire
+    form), and in :func:`remove_members` ``removed`` (``member`` is the row as given);
+    ``reason`` says why (e.g. ``duplicate of row 3``); ``error`` is set for
     failures; ``retries`` is how many times the row's request was sent again.
     """
 
@@ -195,6 +206,41 @@ class SyncResult(_RunFigures):
             "removed": self.removed,
             "unchanged": self.unchanged,
         }
+
+
+@attrs.define(slots=True, repr=False)
+class RemoveResult(_RunFigures):
+    """The result of :func:`remove_members`: every listed row counted exactly once.
+
+    ``total == removed + skipped + failed``. A row is skipped when it names no current
+    member (``not a member``), a member an earlier row named (``duplicate in input``) or
+    one the ``journal`` says an earlier run removed; ``skipped_by_reason`` counts them by
+    reason. Failures as in :class:`BulkResult`. In a dry run ``removed`` counts the rows
+    that would be removed.
+    """
+
+    removed: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = attrs.field(factory=dict)
+
+    def _counts(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "removed": self.removed,
+            "skipped": self.skipped,
+            "skipped_by_reason": dict(self.skipped_by_reason),
+        }
+
+
+class StoppedError(LosantError):
+    """A run stopped on request (its ``stop`` event was set) before it was complete.
+
+    Nothing new was read or sent after the stop; the requests in flight finished and are
+    counted in ``.result`` (the partial result) and went to ``on_outcome``. Running the
+    same call again (with the same ``journal``, if any) finishes the job. A stop set
+    while the last requests were finishing still raises it, with a result that may be
+    complete (a re-run then has nothing left to do).
+    """
 
 
 @attrs.define(slots=True)

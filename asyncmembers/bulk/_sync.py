@@ -121,8 +121,8 @@ async def sync_members(
     max_failures_kept: int | None = 1000,
     progress: Progress | None = None,
     protect: Iterable[str | os.PathLike[str] | None] = (),
-    stop: asyncio.Event | None = None,
     on_plan: Callable[[SyncPlan], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> SyncResult:
     """Make the instance's members match ``members`` (the desired list); return a :class:`SyncResult`.
 
@@ -146,11 +146,18 @@ async def sync_members(
     command line shows it, and may raise to stop with nothing changed.
 
     Concurrency, pacing, ``on_outcome``, ``progress``, ``max_failures_kept``, the journal
-    (``protect``: paths it must not be), ``stop`` (halts the changes being applied; set
-    before the plan is made, the sync changes nothing) and fatal errors (raised with
-    ``.result``) are as in :func:`bulk_import`.
+    (``protect``: paths it must not be) and fatal errors (raised with ``.result``) are
+    as in :func:`bulk_import`. ``progress.total`` is set once the plan is known.
+
+    ``stop`` (an :class:`asyncio.Event`) stops the sync gracefully once set, raising
+    :class:`StoppedError` with the partial result: set before the plan is complete,
+    nothing is changed (a list read in part is never applied, so a prune never removes a
+    member an unread row names); set later, the changes in flight finish and are
+    counted, and no new change is sent. A re-run makes its plan from the instance as it
+    is then, so it finishes the job.
     """
     kept = check_settings(concurrency, max_rate, max_failures_kept)
+    stop = check_stop(stop)
     limit = _check_max_removals(max_removals)
     instance_id = _schema.check_object_id(instanceId, "instanceId")
     _schema.check_header_value(losantdomain, "losantdomain")
@@ -164,9 +171,9 @@ async def sync_members(
         on_outcome=on_outcome,
         losantdomain=losantdomain,
         progress=progress,
+        stop=stop,
     )
     engine.result._failures.kept = kept
-    engine.stop_event = check_stop(stop)
     try:
         if journal is not None:
             engine.journal = await asyncio.to_thread(
@@ -176,8 +183,8 @@ async def sync_members(
             sync = _Sync(engine, spool, prune=bool(prune), limit=limit)
             sync.on_plan = on_plan
             await sync.execute(members)
-    except Stop as stop:
-        raise_with_result(stop.error, engine.finish())
+    except Stop as stopped:
+        raise_with_result(stopped.error, engine.finish())
     except LosantError as exc:
         raise_with_result(exc, engine.finish())
     finally:
@@ -225,17 +232,23 @@ class _Sync:
     async def execute(self, members: Iterable[MemberLike] | AsyncIterable[MemberLike]) -> None:
         engine = self.engine
         engine.pacer = Pacer(engine.concurrency, engine.max_rate)
-        await engine.read_members(self.table, engine.new_gate())
+        # Reading and planning change nothing: a stop cuts them at once.
+        await engine.until_stopped(engine.read_members(self.table, engine.new_gate()))
+        if engine.stopping is not None:
+            raise Stop(engine.stopping)
         self.current = self.members = len(self.table)
         try:
-            self.rows = await read_rows(members, self._plan, engine)
+            rows = await engine.until_stopped(read_rows(members, self._plan, engine))
         except Exception as exc:
             # The desired list failed part-way (a SourceError, the caller's generator):
             # nothing was changed; raised with the partial result like any stop.
             exc.add_note("raised while reading the desired list; nothing was changed")
             raise Stop(exc) from exc
-        if engine.stopping is not None:
-            raise Stop(engine.stopping)
+        # A list read only in part is never applied: its unread rows may name members
+        # that a prune would otherwise remove.
+        if engine.stopping is not None or rows is None:
+            raise Stop(engine.stopping or RuntimeError("the list was not read to the end"))
+        self.rows = rows
         if self.prune:
             self._settle_removals()
         removals = self.table.count_unmarked(self.current) if self.prune else 0
@@ -255,6 +268,11 @@ class _Sync:
                 exc.add_note("raised by on_plan; nothing was changed")
                 raise Stop(exc) from exc
         self._guard(removals)
+        if engine.progress is not None:
+            # Every row, and every member considered for removal, ends with one outcome.
+            engine.progress.total = self.rows + removals
+        if engine.stopping is not None:  # stopped while on_plan ran: nothing is sent
+            raise Stop(engine.stopping)
         if engine.result.dry_run:
             for index, ordinal in enumerate(
                 self.table.with_marks(_REMOVAL_MARKS, self.current) if self.prune else ()

@@ -17,7 +17,7 @@ import contextvars
 import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import attrs
@@ -205,16 +205,25 @@ def exit_code_for(error: LosantError) -> int:
 
 
 class Stop:
-    """How the running command was asked to stop: which signal, and what to do first.
+    """How the running command was asked to stop: which signal, and the graceful stop.
 
-    The first SIGINT or SIGTERM calls ``on_first`` when a command set one (``import``
-    stops reading rows and lets those in flight finish), else cancels the command; a
-    second signal cancels it at once.
+    A command that can stop gracefully (``import``, ``sync``, ``remove FILE``) passes
+    :meth:`event` to the engine as ``stop=``: the first SIGINT or SIGTERM sets it (nothing
+    new is read or sent; the requests in flight finish and are counted). Without one, the
+    first signal cancels the command; a second signal always cancels it at once.
     """
 
     def __init__(self) -> None:
         self.signal: signal.Signals | None = None
-        self.on_first: Callable[[], None] | None = None
+        self.graceful: asyncio.Event | None = None
+
+    def event(self) -> asyncio.Event:
+        """The event the first signal sets (created on first use, in the running loop)."""
+        if self.graceful is None:
+            self.graceful = asyncio.Event()
+            if self.signal is not None:
+                self.graceful.set()
+        return self.graceful
 
     @property
     def requested(self) -> bool:
@@ -251,8 +260,8 @@ async def _guarded(coro: Coroutine[Any, Any, T], stop: Stop) -> T:
         first = stop.signal is None
         if first:
             stop.signal = sig
-        if first and stop.on_first is not None:
-            stop.on_first()
+        if first and stop.graceful is not None:
+            stop.graceful.set()  # the engine stops gracefully
         elif task is not None:
             task.cancel()
 

@@ -5,25 +5,24 @@ Only wiring: the rows come from :func:`asyncmembers.sources.open_source`, the wo
 :class:`asyncmembers.report.ErrorReportWriter` as they happen, and the summary, the
 ``--summary-json`` file and the exit status all read the one :class:`BulkResult`.
 
-Stopping: the first SIGINT or SIGTERM stops reading rows; the rows already handed to the
-engine finish, the journal holds each of them, and the summary of the rows read is
-printed (exit 130 or 143). A second signal cancels the engine at once (its workers stop
-and the journal is closed).
+Stopping: the first SIGINT or SIGTERM sets the engine's ``stop`` event: nothing new is read
+or sent, the requests in flight finish (journaled, and their failures reported), and the
+partial summary is printed (exit 130 or 143). A second signal cancels the engine at once
+(its workers stop and the journal is closed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 
 import attrs
 
-from ..bulk import BulkResult, Outcome, Progress, bulk_import, check_journal_path
+from ..bulk import BulkResult, Outcome, Progress, StoppedError, bulk_import, check_journal_path
 from ..client import Client
 from ..errors import LosantError
 from ..report import ErrorReportWriter
-from ..sources import Source, SourceRow
+from ..sources import Source
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -103,18 +102,6 @@ async def run_import(
         if report is not None and outcome.kind == "failed" and outcome.error is not None:
             report.write(outcome.member, outcome.error)
 
-    def rows() -> Iterator[SourceRow]:
-        # The first signal ends the input here: rows already taken finish normally.
-        for row in source:
-            if stop.requested:
-                return
-            yield row
-
-    # The first signal halts the engine: rows() sees stop.requested, and rows that have
-    # sent nothing yet (waiting for the max rate or a 429's Retry-After) are dropped at
-    # once instead of holding the stop for their wait; requests in flight finish.
-    halt = asyncio.Event()
-    stop.on_first = halt.set
     display = make_progress(progress, live, label=label)
     out = out_console()
     report_path = None if errors is None else os.fspath(errors)
@@ -130,7 +117,7 @@ async def run_import(
         result = await bulk_import(
             client,
             instanceId=instance_id,
-            members=rows(),
+            members=source,
             concurrency=concurrency,
             max_rate=max_rate,
             dry_run=dry_run,
@@ -140,7 +127,7 @@ async def run_import(
             update_roles=update_roles,
             progress=live,
             protect=(source_path, errors, summary_json),
-            stop=halt,
+            stop=stop.event(),
         )
     except asyncio.CancelledError:
         # A second signal: the engine has stopped its workers and closed the journal.
@@ -154,6 +141,20 @@ async def run_import(
         )
         summary_file(stop.exit_code, "interrupted", None, f"{stop.word.lower()} twice")
         return ImportRun(stop.exit_code, "interrupted", report_rows=report.count if report else 0)
+    except StoppedError as exc:
+        display.stop()
+        partial = exc.result if isinstance(exc.result, BulkResult) else None
+        if progress == "rich":
+            out.print()
+        if partial is not None:
+            print_summary(out, partial, status="interrupted")
+            print_failures(out, partial, errors_path=report_path)
+        done = partial.total if partial is not None else live.done
+        out.print(f"{stop.word} after {done:,} rows. {_again_hint(journal)}", highlight=False)
+        summary_file(stop.exit_code, "interrupted", partial, None)
+        return ImportRun(
+            stop.exit_code, "interrupted", partial, report_rows=report.count if report else 0
+        )
     except LosantError as exc:
         display.stop()
         partial = exc.result
@@ -163,23 +164,12 @@ async def run_import(
         summary_file(code, "stopped", partial, one_line(exc))
         raise CliError(one_line(exc), code) from None
     finally:
-        stop.on_first = None
         display.stop()
         source.close()
         if report is not None:
             report.close()
     if progress == "rich":
         out.print()  # a blank line between the finished bar and the summary
-    if stop.requested:
-        print_summary(out, result, status="interrupted")
-        print_failures(out, result, errors_path=report_path)
-        out.print(
-            f"{stop.word} after {result.total:,} rows. {_again_hint(journal)}", highlight=False
-        )
-        summary_file(stop.exit_code, "interrupted", result, None)
-        return ImportRun(
-            stop.exit_code, "interrupted", result, report_rows=report.count if report else 0
-        )
     print_summary(out, result)
     print_failures(out, result, errors_path=report_path)
     code = EXIT_OK if result.ok else EXIT_FAILED

@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..bulk import BulkResult, SyncPlan, SyncResult
+from ..bulk import BulkResult, RemoveResult, SyncPlan, SyncResult
 from ..models import InstanceMember, InstanceMembers, converter
 from ..report import guard_cell
 from ._common import cli_wording, is_terminal
@@ -253,12 +253,16 @@ def _kind_rows(result: Any) -> tuple[str, list[tuple[str, int, str | None]]]:
             for reason, count in sorted(result.skipped_by_reason.items())
         ]
         return "Import summary", rows
-    # remove FILE: the command line's own result (the engine has no remove-a-list operation)
-    return "Remove summary", [
+    assert isinstance(result, RemoveResult)
+    rows = [
         ("Rows read", result.total, None),
         ("Would be removed" if dry else "Removed", result.removed, None),
-        ("Not a member (skipped)", result.skipped, None),
+        ("Skipped", result.skipped, None),
     ]
+    rows += [
+        (f"  {reason}", count, "dim") for reason, count in sorted(result.skipped_by_reason.items())
+    ]
+    return "Remove summary", rows
 
 
 def print_summary(console: Console, result: Any, *, status: str = "complete") -> None:
@@ -539,7 +543,7 @@ def counts_text(p: LiveCounts, noun: str = "import") -> str:
             f"{p.skipped:,} unchanged, {p.failed:,} failed"
         )
     if noun == "remove":
-        return f"{p.removed:,} removed, {p.skipped:,} not members, {p.failed:,} failed"
+        return f"{p.removed:,} removed, {p.skipped:,} skipped, {p.failed:,} failed"
     updated = f"{p.updated:,} role changed, " if p.updated else ""
     return f"{p.created:,} created, {updated}{p.skipped:,} skipped, {p.failed:,} failed"
 

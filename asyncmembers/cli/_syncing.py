@@ -5,11 +5,11 @@ which reads the instance and the whole list once, calls ``on_plan`` (printed her
 any change, checks the removal guard, then applies. The summary, ``--summary-json`` and the
 exit status read the one :class:`SyncResult`.
 
-Stopping: a signal before the plan is printed cancels the sync (nothing was changed). After
-it, the first SIGINT or SIGTERM lets the requests in flight finish (the engine stops once
-``on_outcome`` raises) and prints the partial summary, exit 130 or 143; a second signal
-cancels at once. The input is never cut short: a list read only in part would make a prune
-remove members the unread rows name.
+Stopping: the first SIGINT or SIGTERM sets the engine's ``stop`` event. Before the plan is
+made, the sync stops with nothing changed (the engine never applies a list read only in
+part, which would make a prune remove members the unread rows name); after it, the
+requests in flight finish (their failures still reach the report) and the partial summary
+is printed, exit 130 or 143. A second signal cancels at once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from typing import Any
 
 import attrs
 
-from ..bulk import Outcome, Progress, SyncPlan, SyncResult, check_journal_path, sync_members
+from ..bulk import (
+    Outcome,
+    Progress,
+    StoppedError,
+    SyncPlan,
+    SyncResult,
+    check_journal_path,
+    sync_members,
+)
 from ..client import Client
 from ..errors import LosantError, ValidationError
 from ..report import ErrorReportWriter
@@ -57,10 +65,6 @@ class SyncRun:
     result: SyncResult | None = None
     plan: SyncPlan | None = None
     report_rows: int = 0
-
-
-class _StopAfterInFlight(Exception):
-    """Raised from ``on_outcome`` after a signal: the engine stops once in-flight requests end."""
 
 
 def removal_report_row(member: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,33 +121,21 @@ async def run_sync(
     out = out_console()
     display = make_progress(progress, live, label=label, noun="sync")
     seen_plan: list[SyncPlan] = []
-    halt = asyncio.Event()
-    written = 0  # failures written to the report (to add those the engine kept after a stop)
 
     def on_plan(plan: SyncPlan) -> None:
         display.stop()
         print_plan(out, plan, prune=prune)
         out.print()
         seen_plan.append(plan)
-        if stop.requested:
-            raise _StopAfterInFlight  # stopped while planning: nothing was changed
-        live.total = plan.add + plan.update + plan.unchanged + plan.failed + plan.remove
-        # From now on the first signal halts the changes: requests in flight finish;
-        # changes not sent yet (waiting for the max rate or a Retry-After) are dropped.
-        stop.on_first = halt.set
-        if not dry_run:
-            display.start()
+        if not dry_run and not stop.requested:
+            display.start()  # the engine sets live.total from the plan
 
     def on_outcome(outcome: Outcome) -> None:
-        nonlocal written
         if report is not None and outcome.kind == "failed" and outcome.error is not None:
             member = outcome.member
             if isinstance(member, Mapping):
                 member = removal_report_row(member)
             report.write(member, outcome.error)
-            written += 1
-        if stop.requested and seen_plan:
-            raise _StopAfterInFlight
 
     def summary_file(code: int, status: str, result: SyncResult | None, error: str | None) -> None:
         if summary_json is not None:
@@ -155,16 +147,6 @@ async def run_sync(
                 error=error,
                 command="sync",
             )
-
-    def report_rest(result: SyncResult) -> None:
-        # After on_outcome raised, the engine calls it no more: failures of the requests
-        # that were in flight are in the result's sample, after those already written.
-        if report is not None:
-            for failure in result.failures[written:]:
-                member = failure.member
-                if isinstance(member, Mapping):
-                    member = removal_report_row(member)
-                report.write(member, failure.error)
 
     try:
         result = await sync_members(
@@ -182,7 +164,7 @@ async def run_sync(
             progress=live,
             protect=(source_path, errors, summary_json),
             on_plan=on_plan,
-            stop=halt,
+            stop=stop.event(),
         )
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -200,18 +182,24 @@ async def run_sync(
             out.print(f"{stop.word} before the plan was made: nothing was changed.")
         summary_file(stop.exit_code, "interrupted", None, stop.word.lower())
         return SyncRun(stop.exit_code, "interrupted", report_rows=report.count if report else 0)
-    except _StopAfterInFlight as exc:
+    except StoppedError as exc:
         display.stop()
-        partial: SyncResult | None = getattr(exc, "result", None)
-        if partial is not None:
-            report_rest(partial)
-            print_summary(out, partial, status="interrupted")
-            print_failures(out, partial, errors_path=_fspath(errors))
-        out.print(
-            f"{stop.word}. Run the same command again to finish: its plan is made from the "
-            "instance as it is then.",
-            highlight=False,
-        )
+        partial = exc.result if isinstance(exc.result, SyncResult) else None
+        if not seen_plan:
+            out.print(
+                f"{stop.word} before the plan was made: nothing was changed. Run the same "
+                "command again to sync.",
+                highlight=False,
+            )
+        else:
+            if partial is not None:
+                print_summary(out, partial, status="interrupted")
+                print_failures(out, partial, errors_path=_fspath(errors))
+            out.print(
+                f"{stop.word}. Run the same command again to finish: its plan is made from "
+                "the instance as it is then.",
+                highlight=False,
+            )
         summary_file(stop.exit_code, "interrupted", partial, None)
         return SyncRun(
             stop.exit_code,
@@ -228,37 +216,14 @@ async def run_sync(
         # The guard's refusal (a ValidationError after the plan) changed nothing: its one
         # line says all; a fatal error while applying shows what was done before it.
         if partial is not None and seen_plan and (changed or not isinstance(exc, ValidationError)):
-            report_rest(partial)
             print_summary(out, partial, status="stopped")
         summary_file(code, "stopped", partial, one_line(exc))
         raise CliError(one_line(exc), code) from None
     finally:
-        stop.on_first = None
         display.stop()
         source.close()
         if report is not None:
             report.close()
-    if stop.requested and not dry_run:
-        # Halted before any outcome after the signal could raise _StopAfterInFlight (every
-        # change left was waiting, and was dropped): the same report as that stop.
-        report_rest(result)
-        if progress == "rich":
-            out.print()
-        print_summary(out, result, status="interrupted")
-        print_failures(out, result, errors_path=_fspath(errors))
-        out.print(
-            f"{stop.word}. Run the same command again to finish: its plan is made from the "
-            "instance as it is then.",
-            highlight=False,
-        )
-        summary_file(stop.exit_code, "interrupted", result, None)
-        return SyncRun(
-            stop.exit_code,
-            "interrupted",
-            result,
-            seen_plan[0] if seen_plan else None,
-            report.count if report else 0,
-        )
     if dry_run:
         out.print(
             "Dry run: nothing was changed. Run the same command without --dry-run to apply "

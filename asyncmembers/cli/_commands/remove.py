@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from typing import Final
 
 import attrs
 import click
 
-from ...bulk import Progress
+from ...bulk import (
+    Outcome,
+    Progress,
+    RemoveResult,
+    StoppedError,
+    check_journal_path,
+    remove_members,
+)
 from ...client import Client
 from ...errors import LosantError, NotFoundError, ValidationError
 from ...models import InstanceMemberPost
 from ...report import ErrorReportWriter
 from ...resources import members_path
+from ...sources import Source
 from .._app import api_options
 from .._common import (
     EXIT_FAILED,
@@ -31,8 +40,9 @@ from .._common import (
     one_line,
     run_async,
 )
-from .._options import RunOptions, SourceOptions, run_options_no_journal, source_options
+from .._options import RunOptions, SourceOptions, run_options, source_options
 from .._output import (
+    ProgressMode,
     make_progress,
     out_console,
     print_failures,
@@ -40,9 +50,12 @@ from .._output import (
     progress_mode,
     write_summary_json,
 )
-from .._removing import NOBODY, RemoveResult, remove_rows
 
 __all__ = ["remove"]
+
+#: An address no user can have (RFC 2606): the GET that tells an unknown instance (exit 3)
+#: from a userId that is not a member (exit 1).
+NOBODY: Final = "asyncmembers-instance-check@example.invalid"
 
 
 async def _remove_one(
@@ -99,7 +112,7 @@ async def _remove_one(
     help="Remove the member with this user ID (24 hex digits).",
 )
 @source_options
-@run_options_no_journal
+@run_options
 @api_options
 def remove(
     options: GlobalOptions,
@@ -115,10 +128,13 @@ def remove(
     \b
     One member: exit 0 when removed, 1 (saying so) when it is not a member.
     FILE is read as for import (the role column, if any, is ignored): a row with a
-    userId is removed by it; a row with only an email is looked up first. Rows
-    naming no member are skipped ("not a member"), so running the command again
-    after a stop finishes the job. The summary, --errors, --summary-json and the
-    exit statuses are as for import.
+    userId names that member, a row with only an email the member with that email.
+    The members are read once first (a bad token or an unknown instance stops the
+    run there, with nobody removed). Rows naming no member are skipped ("not a
+    member"), so running the command again after a stop finishes the job; with
+    --journal the rows removed earlier are skipped as done. Ctrl-C or SIGTERM lets
+    the removals in flight finish and prints the partial summary. The summary,
+    --errors, --summary-json and the exit statuses are as for import.
 
     \b
     Examples:
@@ -150,11 +166,16 @@ def remove(
         )
         click.echo(line)
         finish(EXIT_OK)
-    # The role is not needed to remove a member: a file without a role column is fine.
+    # The role is not needed to remove a member: a file without a role column is fine
+    # (remove_members ignores any role a row has).
     rows = attrs.evolve(source, default_role=source.default_role or "view").open(file)
     mode = progress_mode(run.no_progress)
     try:
-        code = run_async(_remove_file(client, rows, instance_id, run, options, mode))
+        code = run_async(
+            _remove_file(
+                client, rows, instance_id, run, options, mode, None if file == "-" else file
+            )
+        )
     finally:
         rows.close()
     finish(code)
@@ -162,27 +183,42 @@ def remove(
 
 async def _remove_file(
     client: Client,
-    rows: object,
+    rows: Source,
     instance_id: str,
     run: RunOptions,
     options: GlobalOptions,
-    mode: str,
+    mode: ProgressMode,
+    source_path: str | None,
 ) -> int:
+    """``remove FILE``: only wiring around :func:`asyncmembers.bulk.remove_members`.
+
+    The summary, ``--summary-json``, the ``--errors`` report, the progress and the exit
+    status read the engine's one :class:`RemoveResult`, :class:`Progress` and outcomes,
+    as ``import`` does.
+    """
     stop = current_stop()
     out = out_console()
+    if run.journal is not None:
+        # Before the report or the summary file is created: either would overwrite it.
+        try:
+            check_journal_path(run.journal, (source_path, run.errors, run.summary_json))
+        except LosantError as exc:
+            raise CliError(one_line(exc), exit_code_for(exc)) from None
     report: ErrorReportWriter | None = None
-    columns = getattr(rows, "columns", None)
     if run.errors is not None:
         try:
-            report = ErrorReportWriter(run.errors, columns=columns)
+            report = ErrorReportWriter(run.errors, columns=rows.columns)
         except OSError as exc:
             raise CliError(
                 f"--errors: cannot write {os.fspath(run.errors)}: {exc.strerror or exc}",
                 EXIT_USAGE,
             ) from None
     live = Progress()
-    display = make_progress(mode, live, label="Removing", noun="remove")  # type: ignore[arg-type]
-    stop.on_first = lambda: None  # the feeder sees stop.requested; rows taken finish
+    display = make_progress(mode, live, label="Removing", noun="remove")
+
+    def on_outcome(outcome: Outcome) -> None:
+        if report is not None and outcome.kind == "failed" and outcome.error is not None:
+            report.write(outcome.member, outcome.error)
 
     def summary_file(
         code: int, status: str, result: RemoveResult | None, error: str | None
@@ -197,28 +233,47 @@ async def _remove_file(
                 command="remove",
             )
 
+    def again_hint() -> str:
+        how = f"the journal {run.journal} lists" if run.journal is not None else "already removed"
+        return f"Run the same command again to finish: rows {how} are skipped."
+
     display.start()
     try:
         async with client:
-            result = await remove_rows(
+            result = await remove_members(
                 client,
-                rows,  # type: ignore[arg-type]
-                instance_id=instance_id,
+                instanceId=instance_id,
+                members=rows,
                 concurrency=run.concurrency,
                 max_rate=run.max_rate,
                 dry_run=run.dry_run,
-                losantdomain=options.losantdomain,
+                journal=run.journal,
+                on_outcome=on_outcome,
                 progress=live,
-                on_failure=report.write if report is not None else None,
-                should_stop=lambda: stop.requested,
+                protect=(source_path, run.errors, run.summary_json),
+                losantdomain=options.losantdomain,
+                stop=stop.event(),
             )
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
         display.stop()
-        out.print(f"{stop.word} again: stopped at once after {live.done:,} rows.", highlight=False)
+        out.print(
+            f"{stop.word} again: stopped at once after {live.done:,} rows. {again_hint()}",
+            highlight=False,
+        )
         summary_file(stop.exit_code, "interrupted", None, f"{stop.word.lower()} twice")
+        return stop.exit_code
+    except StoppedError as exc:
+        display.stop()
+        partial = exc.result if isinstance(exc.result, RemoveResult) else None
+        if partial is not None:
+            print_summary(out, partial, status="interrupted")
+            print_failures(out, partial, errors_path=run.errors)
+        done = partial.total if partial is not None else live.done
+        out.print(f"{stop.word} after {done:,} rows. {again_hint()}", highlight=False)
+        summary_file(stop.exit_code, "interrupted", partial, None)
         return stop.exit_code
     except LosantError as exc:
         display.stop()
@@ -229,20 +284,11 @@ async def _remove_file(
         summary_file(code, "stopped", partial, one_line(exc))
         raise CliError(one_line(exc), code) from None
     finally:
-        stop.on_first = None
         display.stop()
         if report is not None:
             report.close()
-    print_summary(out, result, status="interrupted" if stop.requested else "complete")
+    print_summary(out, result)
     print_failures(out, result, errors_path=run.errors)
-    if stop.requested:
-        out.print(
-            f"{stop.word} after {result.total:,} rows. Run the same command again to finish: "
-            "members already removed are skipped.",
-            highlight=False,
-        )
-        summary_file(stop.exit_code, "interrupted", result, None)
-        return stop.exit_code
     code = EXIT_OK if result.ok else EXIT_FAILED
     summary_file(code, "complete", result, None)
     if report is not None and report.count:
