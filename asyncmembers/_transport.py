@@ -102,7 +102,8 @@ class Transport:
         # A secret too short to be told apart from ordinary text (a test token such as
         # "t") is not scrubbed: masking it would corrupt every answer. Real tokens are
         # long (Losant's are JWTs of hundreds of characters).
-        self._secrets = tuple(s.encode() for s in secrets if len(s) >= MIN_SCRUBBED_SECRET)
+        self._secret_texts = tuple(s for s in secrets if len(s) >= MIN_SCRUBBED_SECRET)
+        self._secrets = tuple(s.encode() for s in self._secret_texts)
         # Built once as aiohttp's own header type, so no request has to convert them.
         self._headers: Mapping[str, str] = CIMultiDictProxy(CIMultiDict(headers))
         # What each request carries itself. An owned session holds the constant headers
@@ -193,6 +194,19 @@ class Transport:
                 raw = raw.replace(secret, _MASK)
         return raw
 
+    def loads(self, raw: bytes) -> Any:
+        """``raw`` (already :meth:`scrub`-bed) parsed as JSON, with secrets masked once decoded.
+
+        JSON can spell any character as an escape (``\\u0074`` is ``t``), so a server can
+        echo the token in a form the byte scrub does not see, which decoding then restores.
+        Without a backslash in ``raw`` the decoded strings are byte-for-byte slices of it,
+        already scrubbed; with one, every decoded string (and key) is scrubbed again.
+        """
+        value = _json.loads(raw)
+        if self._secret_texts and b"\\" in raw:
+            value = _scrub_decoded(value, self._secret_texts)
+        return value
+
     async def send(
         self,
         session: aiohttp.ClientSession,
@@ -237,7 +251,7 @@ class Transport:
                     # an error, a log line or a report cannot hold the token.
                     raw = self.scrub(await self._read(resp, method, path))
                     try:
-                        return _json.loads(raw)
+                        return self.loads(raw)
                     except (ValueError, RecursionError) as exc:
                         raise ProtocolError(
                             f"{status}: the server's answer is not JSON ({_problem(exc)}): "
@@ -294,7 +308,7 @@ class Transport:
         parsed: Any = None
         if raw:
             try:
-                parsed = _json.loads(raw)
+                parsed = self.loads(raw)
             except (ValueError, RecursionError):
                 parsed = None  # an error page in HTML: the status says enough
         return error_for_status(
@@ -406,3 +420,41 @@ def _redirect_error(status: int, location: str | None, method: str, path: str) -
         path=path,
         location=location,
     )
+
+
+def _scrub_text(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _scrub_decoded(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` (fresh from a JSON parser) with ``secrets`` masked in every string and key.
+
+    Walked with an explicit stack, not recursion: a parser accepts nesting (about 1000
+    levels) as deep as Python's own recursion limit.
+    """
+    if isinstance(value, str):
+        return _scrub_text(value, secrets)
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in list(node):
+                item = node[key]
+                if isinstance(item, str):
+                    item = _scrub_text(item, secrets)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+                if isinstance(key, str) and (clean := _scrub_text(key, secrets)) != key:
+                    del node[key]
+                    key = clean
+                node[key] = item
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    node[i] = _scrub_text(item, secrets)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+    return value

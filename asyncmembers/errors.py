@@ -426,5 +426,12 @@ _HINTS: Mapping[int, str] = {
 
 
 def _when(seconds: float) -> str:
-    """A wall-clock time ``seconds`` from now, for a message saying when to retry."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(time.time() + seconds))
+    """A wall-clock time ``seconds`` from now, for a message saying when to retry.
+
+    ``seconds`` comes from the server (``Retry-After``), so it may be any finite number: one
+    past the platform's calendar is said in words, never let out as an ``OverflowError``.
+    """
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(time.time() + seconds))
+    except (OverflowError, OSError, ValueError):
+        return "a time beyond the calendar (the server's Retry-After is out of range)"

@@ -65,6 +65,26 @@ def _same(a: object, b: str | None) -> bool:
     return b is not None and isinstance(a, str) and a.lower() == b.lower()
 
 
+def _check_added_role(data: dict[str, Any], role: str, path: str) -> None:
+    """Raise :class:`ProtocolError` when a POST's answer (the member sent) has another role.
+
+    The member was added, but not as asked: a success only in name. It is reported (the
+    member exists, with the server's role), never counted added. An answer without a
+    role is let pass (the Instance Member schema makes every property optional).
+    """
+    answered = data.get("role")
+    if answered is not None and answered != role:
+        raise ProtocolError(
+            f"200: the server added the member with role {_show(answered)}, not {role} as "
+            f"the POST asked; it is a member with that role now (change it with "
+            f"instance_member.patch, or import --update-roles)",
+            status=200,
+            data=data,
+            method="POST",
+            path=path,
+        )
+
+
 def is_member(item: object, email: str | None, user_id: str | None) -> bool:
     """True when ``item`` (wire form) is the member with ``user_id`` or ``email``."""
     if not isinstance(item, dict):
@@ -156,6 +176,8 @@ class InstanceMembersResource:
 
         The POST is sent under the confirm-before-resend rule (:class:`_SafePost`). A user
         who was a member before raises ``BadRequestError`` with ``already_member`` True.
+        An answer that is the member with another role than the one sent raises
+        :class:`ProtocolError` (the member was added, not as asked).
         """
         # The first attempt is the whole call for nearly every row: it is sent here, with
         # nothing built for the cases that need more. A failure, or an answer that is not
@@ -168,6 +190,7 @@ class InstanceMembersResource:
         except LosantError as exc:
             return await _SafePost(self, req, post, losantdomain, gate).after(exc, deadline)
         if is_member(data, post.email, post.user_id):
+            _check_added_role(data, post.role.value, path)
             return data  # type: ignore[no-any-return]
         return await _SafePost(self, req, post, losantdomain, gate).unexpected(data, deadline)
 
@@ -286,8 +309,10 @@ class _SafePost:
         "last_post",
         "losantdomain",
         "path",
+        "post_answer",
         "req",
         "resource",
+        "role",
         "user_id",
     )
 
@@ -304,12 +329,15 @@ class _SafePost:
         self.path = req.path
         self.email = post.email
         self.user_id = post.user_id
+        self.role = post.role.value
         self.losantdomain = losantdomain
         self.gate = gate
         #: The first failure that may have been applied, once there is one.
         self.ambiguous: LosantError | None = None
         #: The latest failure of the POST itself (what a give-up reports).
         self.last_post: LosantError | None = None
+        #: The latest answer of the POST itself (not of a lookup), once there is one.
+        self.post_answer: Any = None
 
     async def after(self, first: LosantError, deadline: float) -> dict[str, Any]:
         """The rest of the call after the first attempt failed with ``first``."""
@@ -329,6 +357,9 @@ class _SafePost:
                 return found
             raise self._gave_up(exc, None) from exc
         if is_member(data, self.email, self.user_id):
+            if data is self.post_answer:
+                # A lookup's member may hold a role it had before; the POST's must be ours.
+                _check_added_role(data, self.role, self.path)
             return data  # type: ignore[no-any-return]
         return await self.unexpected(data, deadline)
 
@@ -359,7 +390,8 @@ class _SafePost:
             if found is not None:
                 return found
         try:
-            return await self.resource._session.send(self.req, self.gate, deadline)
+            self.post_answer = await self.resource._session.send(self.req, self.gate, deadline)
+            return self.post_answer
         except BadRequestError:
             # "Already a member" after an attempt that may have been applied: the earlier
             # attempt may be why. Look before reporting failure.

@@ -278,13 +278,29 @@ def _is_json(line: bytes) -> bool:
     return True
 
 
-def test_journal_with_garbage_and_invalid_utf8_is_not_fatal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("garbage", [b"\xff\xfe garbage \x00\n", b"[1, 2]\n"])
+def test_journal_with_garbage_in_the_middle_is_refused_naming_the_line(
+    tmp_path: Path, garbage: bytes
+) -> None:
+    # Only a write cut by a kill may leave an unreadable line (the last, or a cut row line
+    # a resumed run ended): anything else is damage, and a damaged journal is not trusted
+    # (h8-attack: test_journal_with_a_garbage_line_in_the_middle_is_refused).
     path = tmp_path / "j.journal"
     path.write_bytes(
         b'{"asyncmembers_journal":1,"instanceId":"' + IID.encode() + b'"}\n'
         b'{"row":0,"key":"e:a@example.com","outcome":"created"}\n'
-        b"\xff\xfe garbage \x00\n"
-        b"[1, 2]\n"
+        + garbage
+        + b'{"row":3,"key":"e:c@example.com","outcome":"skipped"}\n'
+    )
+    with pytest.raises(am.ValidationError, match="line 3 is not a journal line"):
+        Journal(path, IID)
+
+
+def test_journal_with_odd_rows_and_a_torn_last_line_is_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    path.write_bytes(
+        b'{"asyncmembers_journal":1,"instanceId":"' + IID.encode() + b'"}\n'
+        b'{"row":0,"key":"e:a@example.com","outcome":"created"}\n'
         b'{"row":1,"key":42,"outcome":"created"}\n'
         b'{"row":2,"key":"e:b@example.com","outcome":"weird"}\n'
         b'{"row":3,"key":"e:c@example.com","outcome":"skipped"}\n'

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import re
 import sys
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -246,6 +247,29 @@ class MemberTable:
             at += 1  # a digest collision: confirmed against the stored key, never trusted
         return None
 
+    def owners(self, key: str) -> Iterator[int]:
+        """Every ordinal with this key, in order (a server's list may name a member twice)."""
+        d = digest(key)
+        i = d >> _SHIFT
+        bucket = self._buckets[i]
+        if bucket is None:
+            return
+        if self._dirty[i]:
+            bucket = self._buckets[i] = _sorted(bucket)
+            self._dirty[i] = 0
+        h = d & _HASH_MASK
+        at = bisect_left(bucket, h << _ORD_BITS)
+        while at < len(bucket) and bucket[at] >> _ORD_BITS == h:
+            ordinal = bucket[at] & _ORD_MASK
+            if self._key_matches(ordinal, key):
+                yield ordinal
+            at += 1
+
+    def keys(self, ordinal: int) -> tuple[str, ...]:
+        """The member's keys: ``u:`` + userId and/or ``e:`` + email."""
+        uid, email = self.user_id(ordinal), self.email(ordinal)
+        return (("u:" + uid,) if uid else ()) + (("e:" + email,) if email else ())
+
     def find_any(self, keys: tuple[str, ...]) -> int | None:
         """The member any of ``keys`` names (the first key that is found wins)."""
         for key in keys:
@@ -294,6 +318,13 @@ class MemberTable:
 
     def count_unmarked(self, limit: int) -> int:
         return self._marks.count(0, 0, limit)
+
+    def with_marks(self, marks: bytes, limit: int) -> Iterator[int]:
+        """Ordinals below ``limit`` whose mark is one of ``marks``, in order."""
+        # A byte-class search runs in C: a million members are scanned in milliseconds.
+        pattern = re.compile(b"[" + b"".join(re.escape(bytes((m,))) for m in marks) + b"]")
+        for found in pattern.finditer(self._marks, 0, limit):
+            yield found.start()
 
     def wire(self, ordinal: int) -> dict[str, str]:
         """The member as a small wire-form dict (what an Outcome of a removal names)."""

@@ -40,7 +40,17 @@ from ._result import (
     _check_kept,
 )
 
-__all__ = ["ADD", "PATCH", "REMOVE", "Engine", "Job", "check_settings", "import_key", "member_keys"]
+__all__ = [
+    "ADD",
+    "PATCH",
+    "REMOVE",
+    "Engine",
+    "Job",
+    "check_settings",
+    "check_stop",
+    "import_key",
+    "member_keys",
+]
 
 logger = logging.getLogger("asyncmembers")
 
@@ -106,7 +116,8 @@ def is_fatal(exc: LosantError) -> bool:
 
 def with_result(exc: BaseException, result: object) -> BaseException:
     """``exc`` with the partial result attached: a copy for a LosantError (whose cause is
-    the original); the caller's own exception (from ``on_outcome``) gets the attribute."""
+    the original); the caller's own exception (from ``on_outcome``, ``on_plan`` or the
+    rows' iterator) gets the attribute."""
     if isinstance(exc, LosantError):
         return exc.with_result(result)
     exc.result = result  # type: ignore[attr-defined]
@@ -163,23 +174,42 @@ class _WorkerGate:
 
     A lookup (GET) during a POST means its outcome was confirmed after an ambiguous
     attempt: the member exists, but whether this run added it needs prior knowledge.
+
+    It also knows whether the worker's job is safe to drop when the run is halted
+    (:meth:`Engine.halt`): not inside an attempt, and no attempt of the job may have
+    been applied (only a 4xx other than 408, or a 429, proves a change was not).
     """
 
-    __slots__ = ("lookups", "pacer", "sends")
+    __slots__ = ("applied", "engine", "in_attempt", "lookups", "pacer", "sends", "task")
 
-    def __init__(self, pacer: Pacer) -> None:
+    def __init__(self, pacer: Pacer, engine: Engine | None = None) -> None:
         self.pacer = pacer
+        self.engine = engine
         self.sends = 0
         self.lookups = 0
+        self.in_attempt = False
+        self.applied = False
+        self.task: asyncio.Task[Any] | None = None
+
+    @property
+    def droppable(self) -> bool:
+        return not self.in_attempt and not self.applied
 
     async def acquire(self, deadline: float) -> None:
+        if self.engine is not None and self.engine.halted and not self.applied:
+            # Halted: this job has changed nothing yet; another attempt is not started.
+            raise asyncio.CancelledError
         await self.pacer.acquire(deadline)
+        self.in_attempt = True
 
     def release(self, method: str, status: int | None, retry_after: float | None) -> None:
+        self.in_attempt = False
         if method == "GET":
             self.lookups += 1
         else:
             self.sends += 1
+            if status is None or not (400 <= status < 500 and status != 408):
+                self.applied = True
         self.pacer.release(method, status, retry_after)
 
 
@@ -252,6 +282,8 @@ class Engine:
         self.stop_event = stop
         #: The reason a removal's outcome gives (a sync: the member is not in the list).
         self.remove_reason: str | None = "not in the list"
+        #: Set once the stop event has halted the run (:meth:`halt`).
+        self.halted = False
         self.started = time.perf_counter()
         if progress is not None:
             progress.started = self.started
@@ -327,9 +359,43 @@ class Engine:
 
     def new_gate(self) -> _WorkerGate:
         assert self.pacer is not None
-        gate = _WorkerGate(self.pacer)
+        gate = _WorkerGate(self.pacer, self)
         self.gates.append(gate)
         return gate
+
+    def halt(self, feeder: asyncio.Task[None], side: asyncio.Task[None] | None) -> None:
+        """Stop the run soon, keeping only what may have changed something.
+
+        No more rows are read (the feeder is cancelled); a job that has changed nothing
+        (waiting for its turn at the pacer, for a 429's ``Retry-After``, or queued) is
+        dropped: not counted, not journaled, so a re-run does it; a job inside an attempt,
+        or one an attempt of which may have been applied, finishes and is counted. The
+        background read (it changes nothing) is cancelled.
+        """
+        self.halted = True
+        feeder.cancel()
+        if side is not None:
+            side.cancel()
+        for gate in self.gates:
+            if gate.droppable and gate.task is not None:
+                gate.task.cancel()
+
+    async def _watch_stop(
+        self,
+        event: asyncio.Event,
+        pool: list[asyncio.Task[None]],
+        side: asyncio.Task[None] | None,
+    ) -> None:
+        """Halt the run when ``event`` is set; end when the pool ends first."""
+        wait_stop = asyncio.ensure_future(event.wait())
+        try:
+            while pending := [task for task in pool if not task.done()]:
+                await asyncio.wait([*pending, wait_stop], return_when=asyncio.FIRST_COMPLETED)
+                if wait_stop.done():
+                    self.halt(pool[0], side)
+                    return
+        finally:
+            wait_stop.cancel()
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -419,14 +485,28 @@ class Engine:
         background: Callable[[], Coroutine[Any, Any, None]] | None = None,
         keep_background: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Run ``feed`` and ``workers`` workers, and ``background`` beside them.
+        """Run ``feed`` and up to ``workers`` workers, and ``background`` beside them.
 
-        ``background`` is cancelled when the workers are done, unless ``keep_background()``
-        is then True.
+        Workers are started as jobs arrive that no idle worker can take, so a run starts
+        no more workers than it has jobs in flight: ``concurrency=100_000_000`` on two
+        rows starts two (it started all of them, and ran out of memory). ``background``
+        is cancelled when the workers are done, unless ``keep_background()`` is then True.
         """
         if self.pacer is None:
             self.pacer = Pacer(self.concurrency, self.max_rate)
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.concurrency)
+        pool: list[asyncio.Task[None]] = []
+        spawn: list[Callable[[], None]] = []
+        queue: asyncio.Queue[Job | None] = _JobQueue(self.concurrency, spawn)
+        idle = [0]  # workers waiting for a job
+        started = [0]
+
+        def more_workers() -> None:
+            # The job about to be put has no idle worker to take it: start one.
+            if started[0] < workers and queue.qsize() >= idle[0]:
+                started[0] += 1
+                pool.append(tg.create_task(self._work(queue, idle)))
+
+        spawn.append(more_workers)
 
         async def feeder() -> None:
             try:
@@ -439,14 +519,15 @@ class Engine:
                 # before it are still finished by the workers, so each one is accounted
                 # for (and none is left applied but unreported); then the error is raised.
                 self.input_error = exc
-            for _ in range(workers):
+            for _ in range(started[0]):
                 await queue.put(None)
 
         try:
             async with asyncio.TaskGroup() as tg:
                 side = tg.create_task(background()) if background is not None else None
-                pool = [tg.create_task(feeder())]
-                pool += [tg.create_task(self._work(queue)) for _ in range(workers)]
+                pool.append(tg.create_task(feeder()))
+                if self.stop_event is not None:
+                    tg.create_task(self._watch_stop(self.stop_event, pool, side))
                 if side is not None:
                     tg.create_task(_cancel_when_done(pool, side, keep_background))
         # Raised on their own, not in the task group's ExceptionGroup. "from its own
@@ -460,14 +541,28 @@ class Engine:
         if self.stopping is not None:
             raise Stop(self.stopping)
         if self.input_error is not None:
-            raise self.input_error
+            # Raised with the partial result, like an on_outcome's error: the rows read
+            # before the input failed were sent and finished, and the caller must be able
+            # to tell which (a caller's own generator raising is no LosantError).
+            raise Stop(self.input_error)
 
-    async def _work(self, queue: asyncio.Queue[Job | None]) -> None:
+    async def _work(self, queue: asyncio.Queue[Job | None], idle: list[int]) -> None:
         gate = self.new_gate()  # one per worker: counts this worker's sends
+        gate.task = asyncio.current_task()
         ops = (self._add, self._patch, self._remove)
-        while (job := await queue.get()) is not None:
-            if self.stopping is None:  # once stopping, queued jobs are dropped unsent
-                await ops[job[0]](job, gate)
+        while not self.halted:
+            idle[0] += 1
+            try:
+                job = await queue.get()
+            finally:
+                idle[0] -= 1
+            if job is None:
+                return
+            if self.stopping is None and not self.halted:  # stopping: queued jobs dropped
+                try:
+                    await ops[job[0]](job, gate)
+                finally:
+                    gate.applied = False  # an idle worker holds nothing: droppable
 
     async def _add(self, job: Job, gate: _WorkerGate) -> None:
         _, index, item, post, keys, _ = job
@@ -592,12 +687,35 @@ class _Retried(Exception):
         self.retries = retries
 
 
+class _JobQueue(asyncio.Queue["Job | None"]):
+    """The engine's bounded job queue: a job about to enter it lets the engine start a
+    worker for it when no idle worker can take it (``spawn[0]``); end markers (None) do not.
+
+    ``put`` waits for room, then calls ``put_nowait``: the check runs once per job, when
+    it really enters the queue.
+    """
+
+    def __init__(self, maxsize: int, spawn: list[Callable[[], None]]) -> None:
+        super().__init__(maxsize=maxsize)
+        self._spawn = spawn
+
+    def put_nowait(self, item: Job | None) -> None:
+        if item is not None:
+            self._spawn[0]()
+        super().put_nowait(item)
+
+
 async def _cancel_when_done(
     pool: list[asyncio.Task[None]], side: asyncio.Task[None], keep: Callable[[], bool]
 ) -> None:
     """Once the pool has finished, cancel the background task (it only saves requests),
-    unless ``keep()`` says its outcome still matters: then let it end."""
-    await asyncio.wait(pool)
+    unless ``keep()`` says its outcome still matters: then let it end.
+
+    The pool grows while the feeder runs (workers start on demand), and only the feeder
+    starts workers: when every task in it is done, no more will come.
+    """
+    while pending := [task for task in pool if not task.done()]:
+        await asyncio.wait(pending)
     if not keep():
         side.cancel()
 

@@ -26,6 +26,7 @@ Rows lines: ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. On
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -108,6 +109,9 @@ class Journal:
         self.mode = mode
         self.done = DigestSet()
         self._file: IO[bytes] | None = None
+        # Checked before opening too: opening a FIFO would wait for a writer, and a device
+        # (/dev/null) opens fine but can neither keep nor give back what is written.
+        self._check_regular(_stat(self.path))
         try:
             self._file = open(self.path, "a+b")  # noqa: SIM115 - closed in close()
         except OSError as exc:
@@ -115,11 +119,20 @@ class Journal:
                 f"cannot open journal {self.path}: {exc.strerror or exc}", field="journal"
             ) from exc
         try:
+            self._check_regular(os.fstat(self._file.fileno()).st_mode)
             self._lock()
             self._load()
         except BaseException:
             self.close()
             raise
+
+    def _check_regular(self, mode: int | None) -> None:
+        if mode is not None and not stat.S_ISREG(mode):
+            raise ValidationError(
+                f"journal {self.path} is not a regular file ({_kind(mode)}); a journal must be "
+                "a file this run can write and a re-run can read back (e.g. run.journal)",
+                field="journal",
+            )
 
     def _lock(self) -> None:
         assert self._file is not None
@@ -174,15 +187,21 @@ class Journal:
         if mode != self.mode:
             raise self._refuse(f"it records {_a(mode)} run, not {_a(self.mode)} run")
         done = self.done
-        for line in f:
+        for number, line in enumerate(f, start=2):
             try:
                 row: Any = loads(line)
             except ValueError:
-                continue  # a torn last line: ignored
+                row = None
             if isinstance(row, dict):
                 key = row.get("key")
                 if isinstance(key, str) and row.get("outcome") in _DONE:
                     done.add(key)
+            elif not _torn(line):
+                # Only a write cut by a kill may be unreadable; anything else means the
+                # file was damaged, and what it says is done cannot be trusted.
+                raise self._refuse(
+                    f"line {number} is not a journal line ({line[:40]!r}): the journal is damaged"
+                )
         f.seek(0, os.SEEK_END)
         if not line_ended(f):
             # A torn last line has no newline: start ours on a fresh line.
@@ -217,6 +236,42 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _torn(line: bytes) -> bool:
+    """True for a line a kill may have cut: the last, unterminated, line; or a cut row line
+    a later run ended with a newline when it resumed (it starts as every row line does).
+    A blank line is harmless."""
+    body = line.rstrip(b"\r\n")
+    return (
+        not line.endswith(b"\n")
+        or body.startswith(_ROW_START)
+        or _ROW_START.startswith(body)  # cut within the first bytes ("{", '{"ro')
+        or not body.strip()
+    )
+
+
+#: How every row line starts (``dumps`` writes no space after the brace).
+_ROW_START = b'{"row"'
+
+
+def _stat(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return None  # absent (a new journal) or unreadable: open() says which
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a plain file"
 
 
 def line_ended(f: IO[bytes]) -> bool:

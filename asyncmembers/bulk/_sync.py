@@ -56,6 +56,14 @@ __all__ = ["SyncPlan", "sync_members"]
 #: Marks in the member table.
 _MATCHED = 1  # a desired row names this member
 _PROTECTED = 2  # an invalid row names it: never removed, since the list may want it
+#: A second entry of the server's list for a member the table already holds (a listing
+#: that repeats members, or one that shifted while it was read): never a removal itself.
+_DUPLICATE = 4
+#: A member the list may name but the plan cannot tell: listed without an email while
+#: rows name members by email alone. Not removed; a failure that says why.
+_WITHHELD = 8
+#: The marks of the members a prune goes through (removed, or failed as withheld).
+_REMOVAL_MARKS = bytes((0, _WITHHELD))
 
 #: With ``max_removals=None``, the share of current members a sync may remove.
 DEFAULT_REMOVAL_SHARE = 0.10
@@ -212,7 +220,12 @@ class _Sync:
         self.limit = limit
         self.table = MemberTable()
         self.current = 0
+        #: Distinct members in the server's list (``current`` less its repeated entries).
+        self.members = 0
         self.rows = 0
+        #: Rows planned as a POST that name their member by email alone.
+        self.email_only_adds = 0
+        self.withheld = 0
         self.plan = SyncPlan()
         self.on_plan: Callable[[SyncPlan], None] | None = None
 
@@ -223,19 +236,27 @@ class _Sync:
         await engine.until_stopped(engine.read_members(self.table, engine.new_gate()))
         if engine.stopping is not None:
             raise Stop(engine.stopping)
-        self.current = len(self.table)
-        rows = await engine.until_stopped(read_rows(members, self._plan, engine))
+        self.current = self.members = len(self.table)
+        try:
+            rows = await engine.until_stopped(read_rows(members, self._plan, engine))
+        except Exception as exc:
+            # The desired list failed part-way (a SourceError, the caller's generator):
+            # nothing was changed; raised with the partial result like any stop.
+            exc.add_note("raised while reading the desired list; nothing was changed")
+            raise Stop(exc) from exc
         # A list read only in part is never applied: its unread rows may name members
         # that a prune would otherwise remove.
         if engine.stopping is not None or rows is None:
             raise Stop(engine.stopping or RuntimeError("the list was not read to the end"))
         self.rows = rows
+        if self.prune:
+            self._settle_removals()
         removals = self.table.count_unmarked(self.current) if self.prune else 0
         plan = self.plan
-        plan.current, plan.remove = self.current, removals
+        plan.current, plan.remove = self.members, removals
         result = engine.result
         assert isinstance(result, SyncResult)
-        plan.unchanged, plan.failed = result.unchanged, result.failed
+        plan.unchanged, plan.failed = result.unchanged, result.failed + self.withheld
         if self.prune:
             plan.samples["remove"] = [
                 self.table.wire(o) for o in self.table.unmarked(self.current)
@@ -254,12 +275,57 @@ class _Sync:
             raise Stop(engine.stopping)
         if engine.result.dry_run:
             for index, ordinal in enumerate(
-                self.table.unmarked(self.current) if self.prune else ()
+                self.table.with_marks(_REMOVAL_MARKS, self.current) if self.prune else ()
             ):
                 member = self.table.wire(ordinal)
+                if self.table.mark(ordinal) == _WITHHELD:
+                    error = self._withheld_error()
+                    engine.done(self.rows + index, member, "failed", (), error=error)
+                    continue
                 engine.done(self.rows + index, member, "removed", (), "would be removed (dry run)")
             return
         await engine.run(self._feed, workers=engine.concurrency)
+
+    def _settle_removals(self) -> None:
+        """Keep from the removals every member the plan cannot be sure the list leaves out.
+
+        Two holes in the server's list would otherwise cost a member the list names: an
+        entry that repeats a member (only its first entry is ever matched by a row, so
+        the others looked unnamed), and a member listed without an email while rows name
+        members by email alone (the row is planned as a POST, answered "already a
+        member", and the member it names was removed by userId).
+        """
+        table = self.table
+        duplicates = 0
+        for ordinal in table.unmarked(self.current):
+            if self._repeats(ordinal):
+                table.set_mark(ordinal, _DUPLICATE)
+                duplicates += 1
+        self.members = self.current - duplicates
+        if not self.email_only_adds:
+            return
+        for ordinal in table.unmarked(self.current):
+            if not table.email(ordinal):
+                table.set_mark(ordinal, _WITHHELD)
+                self.withheld += 1
+
+    def _repeats(self, ordinal: int) -> bool:
+        """True when another entry has one of this member's keys and either a row named
+        that entry or it came first (it, not this one, is then the member's removal)."""
+        table = self.table
+        for key in table.keys(ordinal):
+            for other in table.owners(key):
+                if other != ordinal and (other < ordinal or table.mark(other) != 0):
+                    return True
+        return False
+
+    def _withheld_error(self) -> LosantError:
+        return LosantError(
+            f"not removed: the server's list shows this member without an email, and "
+            f"{self.email_only_adds:,} row(s) of the list name a member by email alone that "
+            f"the server's list did not show, so this may be one of them; remove it by "
+            f"userId if it is not wanted"
+        )
 
     def _guard(self, removals: int) -> None:
         if self.limit is not None:
@@ -267,11 +333,11 @@ class _Sync:
                 return
             allowed = f"max_removals={self.limit}"
         else:
-            if removals <= self.current * DEFAULT_REMOVAL_SHARE:
+            if removals <= self.members * DEFAULT_REMOVAL_SHARE:
                 return
             allowed = "10% of them (max_removals=None)"
         raise ValidationError(
-            f"sync would remove {removals:,} of the instance's {self.current:,} members, more "
+            f"sync would remove {removals:,} of the instance's {self.members:,} members, more "
             f"than {allowed}; nothing was changed. Check the list, or allow it with "
             f"max_removals={removals} (--max-removals {removals})",
             field="max_removals",
@@ -293,6 +359,8 @@ class _Sync:
         ordinal = table.find_any(keys)
         if ordinal is None:
             table.add(post.user_id, post.email, post.role.value, mark=_MATCHED)
+            if post.user_id is None:
+                self.email_only_adds += 1
             self._change(ADD, index, item, post, keys, None, "would be added (dry run)")
             return
         if table.mark(ordinal) & _MATCHED:
@@ -361,7 +429,7 @@ class _Sync:
         if not self.prune:
             return
         table = self.table
-        for number, ordinal in enumerate(table.unmarked(self.current)):
+        for number, ordinal in enumerate(table.with_marks(_REMOVAL_MARKS, self.current)):
             if self.engine.stopping is not None:
                 return
             member: dict[str, Any] = table.wire(ordinal)
@@ -370,6 +438,9 @@ class _Sync:
             keys = (("u:" + user_id,) if user_id else ()) + (
                 ("e:" + member["email"],) if "email" in member else ()
             )
+            if table.mark(ordinal) == _WITHHELD:
+                self.engine.done(index, member, "failed", keys, error=self._withheld_error())
+                continue
             if user_id is None:
                 error = LosantError(
                     "the member has no userId in the server's list; it cannot be removed"

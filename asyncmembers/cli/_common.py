@@ -320,6 +320,14 @@ def one_line(error: BaseException) -> str:
     return _WS.sub(" ", cli_wording(str(error) or type(error).__name__)).strip()
 
 
+#: The command-line option behind each ``Client`` argument a ValidationError names.
+_CLIENT_OPTIONS = {
+    "auth_token": "--token (or LOSANT_API_TOKEN)",
+    "url": "--url",
+    "allow_insecure_http": "--allow-insecure-http",
+}
+
+
 @attrs.define
 class GlobalOptions:
     """The group's options, shared by the commands that talk to an API."""
@@ -355,7 +363,10 @@ class GlobalOptions:
                 allow_insecure_http=self.allow_insecure_http,
             )
         except ValidationError as exc:
-            fail(f"--url: {one_line(exc)}")
+            # Name the option the user must fix: the token's own check (a line break
+            # pasted with it) is not the URL's fault.
+            option = _CLIENT_OPTIONS.get(exc.field or "", "--url")
+            fail(f"{option}: {one_line(exc)}")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

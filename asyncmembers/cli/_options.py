@@ -7,6 +7,7 @@ Defined once here so ``import`` (and the commands that will join it: ``sync``,
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from ._common import fail, one_line
 __all__ = [
     "RunOptions",
     "SourceOptions",
+    "check_distinct_paths",
     "run_options",
     "run_options_no_journal",
     "source_options",
@@ -192,6 +194,13 @@ def _run_options(func: F, *, journal_option: bool) -> F:
         ):
             if value == "-":
                 raise click.UsageError(f"{name} needs a file path, not -")
+        file = kwargs.get("file")
+        check_distinct_paths(
+            ("FILE", file if isinstance(file, str) and file != "-" else None),
+            ("--errors", errors_path),
+            ("--journal", journal),
+            ("--summary-json", summary_json),
+        )
         run = RunOptions(
             concurrency=concurrency,
             max_rate=max_rate,
@@ -212,6 +221,33 @@ def _run_options(func: F, *, journal_option: bool) -> F:
             "skipping rows already done.",
         )(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)  # the same file by any name: a symlink, a hard link
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)  # one of them does not exist yet
+
+
+def check_distinct_paths(*named: tuple[str, str | None]) -> None:
+    """Refuse (exit 2) when two of the run's files are one file, before any is opened.
+
+    An output that is the input would truncate it (the error report even reads its own
+    rows back through the input); two outputs on one path overwrite each other (the
+    summary erases the failed rows, or the journal). Compared as files, so a symlink or
+    another spelling of the same path is caught too.
+    """
+    given = [(name, path) for name, path in named if path is not None]
+    for i, (name, path) in enumerate(given):
+        for other_name, other in given[:i]:
+            if _same_file(path, other):
+                raise click.BadParameter(
+                    f"{path} is the same file as {other_name} {other}; each of FILE, --errors, "
+                    "--journal and --summary-json needs a file of its own (nothing was "
+                    "written)",
+                    param_hint=f"'{name}'",
+                )
 
 
 def run_options(func: F) -> F:

@@ -68,6 +68,8 @@ def peek_start(raw: IO[bytes]) -> bytes:
 
 def choose_encoding(head: bytes, encoding: str | None, name: str) -> str:
     """The codec to read with: a byte order mark wins; else ``encoding``; else UTF-8."""
+    if encoding is not None:
+        _check_text_encoding(encoding)
     for bom, codec in _BOMS:
         if head.startswith(bom):
             if encoding is not None and _family(encoding) not in (_family(codec), "utf8"):
@@ -79,14 +81,27 @@ def choose_encoding(head: bytes, encoding: str | None, name: str) -> str:
             return codec
     if encoding is None:
         return "utf-8"
+    return encoding
+
+
+def _check_text_encoding(encoding: str) -> None:
+    """Refuse a name that is no codec, or a codec that is not a text encoding.
+
+    ``rot13``, ``hex``, ``base64``, ``zlib`` are codecs, but not between bytes and text:
+    the text reader would fail on them with a LookupError. ``str.encode`` refuses exactly
+    those (the same check ``io.TextIOWrapper`` makes), through public API.
+    """
     try:
         codecs.lookup(encoding)
-    except LookupError:
+        "".encode(encoding)
+    except LookupError as exc:
+        if "is not a text encoding" in str(exc):
+            problem = f"encoding {encoding!r} is not a text encoding"
+        else:
+            problem = f"unknown encoding {encoding!r}"
         raise SourceError(
-            f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, "
-            "utf-16, cp1252 or latin-1"
+            f"{problem}; use a Python codec name such as utf-8, utf-16, cp1252 or latin-1"
         ) from None
-    return encoding
 
 
 def _family(codec: str) -> str:

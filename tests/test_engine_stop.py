@@ -1,0 +1,93 @@
+"""``stop=``: a stopped run drops what has changed nothing and finishes what may have.
+
+The stop raises ``StoppedError`` with the partial result (the engine's stop contract); a
+row waiting for its turn or for a ``Retry-After`` must not hold it for the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+import asyncmembers as am
+from tests.test_attack_hostile import IID, TOKEN, serve
+
+#: Waits far longer than the hang guard below: a run that waits them out fails the test.
+PATIENT = am.RetryPolicy(
+    attempts=5, wait_initial=0.001, wait_max=0.01, timeout=7200, max_retry_after=7200
+)
+GUARD = 60.0
+
+
+@pytest.mark.parametrize("kind", ["import", "sync"])
+async def test_rows_waiting_out_a_retry_after_are_dropped_at_once(kind: str) -> None:
+    posts = 0
+    first_429 = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal posts
+        if request.method == "GET":
+            return web.json_response({"items": [], "count": 0})
+        posts += 1
+        first_429.set()
+        return web.json_response(
+            {"type": "TooManyRequests", "message": "later"},
+            status=429,
+            headers={"Retry-After": "3600"},
+        )
+
+    rows = [{"email": f"s{i}@example.com", "role": "view"} for i in range(20)]
+    stop = asyncio.Event()
+    async with serve(handler) as url, am.Client(auth_token=TOKEN, url=url, retry=PATIENT) as c:
+        if kind == "import":
+            run = am.bulk_import(c, instanceId=IID, members=rows, concurrency=4, stop=stop)
+        else:
+            run = am.sync_members(c, instanceId=IID, members=rows, concurrency=4, stop=stop)
+        task = asyncio.ensure_future(run)
+        await asyncio.wait_for(first_429.wait(), GUARD)
+        stop.set()
+        with pytest.raises(am.StoppedError) as info:
+            await asyncio.wait_for(task, GUARD)
+        result = info.value.result
+    # Every POST was answered 429 (nothing applied): every row was dropped, none counted.
+    assert posts >= 1
+    assert result.total == 0 and result.failed == 0
+
+
+async def test_a_request_in_flight_when_halted_finishes_and_is_counted() -> None:
+    held = asyncio.Event()
+    release = asyncio.Event()
+    posts: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response({"items": [], "count": 0})
+        body = await request.json()
+        posts.append(body["email"])
+        held.set()
+        await release.wait()
+        return web.json_response({"email": body["email"], "role": body["role"]})
+
+    rows = [{"email": f"f{i}@example.com", "role": "view"} for i in range(50)]
+    stop = asyncio.Event()
+    async with serve(handler) as url, am.Client(auth_token=TOKEN, url=url, retry=PATIENT) as c:
+        task = asyncio.ensure_future(
+            am.bulk_import(c, instanceId=IID, members=rows, concurrency=1, stop=stop)
+        )
+        await asyncio.wait_for(held.wait(), GUARD)
+        stop.set()
+        await asyncio.sleep(0.05)
+        release.set()
+        with pytest.raises(am.StoppedError) as info:
+            await asyncio.wait_for(task, GUARD)
+        result = info.value.result
+    assert posts == ["f0@example.com"]
+    assert (result.total, result.created) == (1, 1)
+
+
+async def test_stop_must_be_an_event() -> None:
+    async with am.Client(auth_token=TOKEN, url="http://127.0.0.1:9") as c:
+        with pytest.raises(am.ValidationError, match=r"stop must be an asyncio\.Event"):
+            await am.bulk_import(c, instanceId=IID, members=[], stop=True)  # type: ignore[arg-type]
