@@ -217,11 +217,15 @@ def render_markdown(
         out += ["", "## Profiles", "", "```"]
         out += profiles
         out += ["```"]
-    # Before/after of hot-path fixes is kept by hand (it spans runs at several commits).
-    history = os.path.join(os.path.dirname(os.path.abspath(__file__)), "HISTORY.md")
-    if os.path.exists(history):
-        with open(history, encoding="utf-8") as f:
-            out += ["", f.read().rstrip()]
+    # Kept beside the run and appended to it: the engine's memory, loop and sync figures
+    # (their own commands, MEMORY.md) and the before/after of hot-path fixes (HISTORY.md,
+    # which spans runs at several commits).
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("MEMORY.md", "HISTORY.md"):
+        kept = os.path.join(here, name)
+        if os.path.exists(kept):
+            with open(kept, encoding="utf-8") as f:
+                out += ["", f.read().rstrip()]
     return "\n".join(out) + "\n"
 
 

@@ -710,8 +710,8 @@ def efficiency(cfg: Config) -> Section:
     s.notes.append(
         "ideal: ⌈rows / c⌉ round trips of the latency; whole run: from the start of the job "
         "(after imports, before the session opens) to its last completion; efficiency = ideal / "
-        "whole run. Time to first completion counts from the same start: bulk_import reads the "
-        "instance's members (one GET) before its first POST. Steady state: completions per "
+        "whole run. Time to first completion counts from the same start (bulk_import sends its "
+        "first POSTs at once; its read of the members runs beside them). Steady state: completions per "
         "second from 2 latencies in to one latency before the last completion, over c / latency"
     )
     s.notes.append(
