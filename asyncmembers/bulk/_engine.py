@@ -1,8 +1,10 @@
-"""The engine under ``bulk_import`` and ``sync_members``: one pool, three operations.
+"""The engine under ``bulk_import``, ``sync_members`` and ``remove_members``: one pool,
+three operations.
 
 Shape: a feeder task turns the input into jobs (add, update role, remove) and puts only
-those that need a request on a small bounded queue; a fixed pool of ``concurrency`` workers
-runs them through one shared :class:`Pacer` (429 pauses, adaptive rate). Every row ends
+those that need a request on a small bounded queue; a pool of at most ``concurrency``
+workers (started as jobs need them) runs them through one shared :class:`Pacer` (429
+pauses, adaptive rate). Every row ends
 with exactly one outcome, counted once in the result, the :class:`Progress`, the journal
 and ``on_outcome``; failures are counted by type and kept only as a bounded sample.
 
