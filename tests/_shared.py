@@ -80,3 +80,8 @@ def identities(post: am.InstanceMemberPost) -> set[str]:
     if post.user_id is not None:
         out.add("u:" + post.user_id.lower())
     return out
+
+
+#: uvloop's clock counts whole milliseconds (libuv's cached ``uv_now``), so a 50 ms delay
+#: can read as 0.04999... s on it; timing assertions allow this much.
+LOOP_CLOCK_SLACK = 0.002
