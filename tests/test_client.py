@@ -181,8 +181,8 @@ def test_token_over_plain_http_is_refused(url: str) -> None:
         "http://127.0.0.1:8080",
         "http://localhost",
         "http://[::1]:9000",
-        "https://api.losant.com",
-    ],  # only constructed: nothing is sent
+        "https://api.losant.com",  # only constructed: nothing is sent
+    ],
 )
 def test_loopback_http_and_https_are_allowed(url: str) -> None:
     am.Client(auth_token=TOKEN, url=url)

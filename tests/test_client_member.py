@@ -15,7 +15,7 @@ import asyncmembers as am
 from asyncmembers.resources import member_path, members_path
 from tests.test_client_wire import calls, member, sent_headers
 
-BASE = "https://api.losant.com"
+BASE = "https://api.losant.com"  # every request is answered by aioresponses, in process
 IID = "575ec8687ae143cd83dc4a97"
 UID = "675ed18f7ae143cd83dc4bb7"
 OTHER = "675ed18f7ae143cd83dc4bb8"
