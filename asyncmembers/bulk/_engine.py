@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, NoReturn, TypeVar
 
+from .. import _schema
 from ..client import Client
 from ..errors import BadRequestError, LosantError, TransportError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
@@ -52,6 +54,8 @@ __all__ = [
     "check_stop",
     "import_key",
     "member_keys",
+    "new_engine",
+    "run_engine",
 ]
 
 logger = logging.getLogger("asyncmembers")
@@ -787,3 +791,62 @@ async def read_rows(
             elif index % 256 == 0:
                 await asyncio.sleep(0)
     return index
+
+
+def new_engine(
+    client: Client,
+    instance_id: object,
+    result: BulkResult | SyncResult | RemoveResult,
+    *,
+    concurrency: object,
+    max_rate: object,
+    max_failures_kept: object,
+    on_outcome: Callable[[Outcome], None] | None,
+    losantdomain: str | None,
+    progress: object,
+    stop: object,
+) -> Engine:
+    """Check the settings every operation shares and build its engine around ``result``."""
+    kept = check_settings(concurrency, max_rate, max_failures_kept)
+    checked_stop = check_stop(stop)
+    checked_id = _schema.check_object_id(instance_id, "instanceId")
+    _schema.check_header_value(losantdomain, "losantdomain")
+    engine = Engine(
+        client,
+        checked_id,
+        result=result,
+        concurrency=concurrency,  # type: ignore[arg-type]  # checked above
+        max_rate=max_rate,  # type: ignore[arg-type]
+        on_outcome=on_outcome,
+        losantdomain=losantdomain,
+        progress=check_progress(progress),
+        stop=checked_stop,
+    )
+    engine.result._failures.kept = kept
+    return engine
+
+
+async def run_engine(
+    engine: Engine,
+    body: Callable[[], Awaitable[None]],
+    *,
+    journal: str | os.PathLike[str] | None,
+    mode: str,
+    protect: Iterable[str | os.PathLike[str] | None],
+) -> None:
+    """Open the journal (off the loop: reading a large one is blocking file work), run
+    ``body``, and raise any stop with the partial result; the journal is closed and the
+    result finished however the run ends."""
+    try:
+        if journal is not None:
+            engine.journal = await asyncio.to_thread(
+                Journal, journal, engine.instance_id, mode=mode, protect=protect
+            )
+        await body()
+    except Stop as stopped:
+        raise_with_result(stopped.error, engine.finish())
+    except LosantError as exc:
+        raise_with_result(exc, engine.finish())
+    finally:
+        engine.close()
+        engine.finish()

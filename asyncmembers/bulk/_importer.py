@@ -16,7 +16,6 @@ import logging
 import os
 from collections.abc import AsyncIterable, Callable, Iterable
 
-from .. import _schema
 from ..client import Client
 from ..errors import LosantError, ProtocolError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
@@ -29,16 +28,13 @@ from ._engine import (
     Stop,
     _Retried,
     _WorkerGate,
-    check_progress,
-    check_settings,
-    check_stop,
     find_member,
     import_key,
     is_fatal,
-    raise_with_result,
+    new_engine,
     read_rows,
+    run_engine,
 )
-from ._journal import Journal
 from ._result import (
     ALREADY_MEMBER,
     DONE_EARLIER,
@@ -106,38 +102,24 @@ async def bulk_import(
     counted, journaled and passed to ``on_outcome``, and :class:`StoppedError` is raised
     with the partial result on ``.result``.
     """
-    kept = check_settings(concurrency, max_rate, max_failures_kept)
-    stop = check_stop(stop)
-    instance_id = _schema.check_object_id(instanceId, "instanceId")
-    _schema.check_header_value(losantdomain, "losantdomain")
-    progress = check_progress(progress)
-    engine = Engine(
+    engine = new_engine(
         client,
-        instance_id,
-        result=BulkResult(dry_run=dry_run),
+        instanceId,
+        BulkResult(dry_run=dry_run),
         concurrency=concurrency,
         max_rate=max_rate,
+        max_failures_kept=max_failures_kept,
         on_outcome=on_outcome,
         losantdomain=losantdomain,
         progress=progress,
         stop=stop,
     )
-    engine.result._failures.kept = kept
     run = _Import(engine, update_roles=bool(update_roles))
-    try:
-        if journal is not None:
-            # Reading a large journal is blocking file work: off the event loop.
-            engine.journal = await asyncio.to_thread(
-                Journal, journal, instance_id, mode="import", protect=protect
-            )
+
+    async def body() -> None:
         await run.execute(members)
-    except Stop as stopped:
-        raise_with_result(stopped.error, engine.finish())
-    except LosantError as exc:
-        raise_with_result(exc, engine.finish())
-    finally:
-        engine.close()
-        engine.finish()
+
+    await run_engine(engine, body, journal=journal, mode="import", protect=protect)
     result = engine.finish()
     assert isinstance(result, BulkResult)
     return result

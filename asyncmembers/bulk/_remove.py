@@ -23,7 +23,6 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 
 import attrs
 
-from .. import _schema
 from ..client import Client
 from ..errors import LosantError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
@@ -33,14 +32,11 @@ from ._engine import (
     Engine,
     Job,
     Stop,
-    check_progress,
-    check_settings,
-    check_stop,
     import_key,
-    raise_with_result,
+    new_engine,
     read_rows,
+    run_engine,
 )
-from ._journal import Journal
 from ._pacing import Pacer
 from ._result import DONE_EARLIER, DUPLICATE, NOT_A_MEMBER, Outcome, Progress, RemoveResult
 
@@ -109,37 +105,24 @@ async def remove_members(
     be), fatal errors (raised with ``.result``) and ``stop`` (graceful stop, raising
     :class:`StoppedError` with the partial result) are as in :func:`bulk_import`.
     """
-    kept = check_settings(concurrency, max_rate, max_failures_kept)
-    instance_id = _schema.check_object_id(instanceId, "instanceId")
-    _schema.check_header_value(losantdomain, "losantdomain")
-    progress = check_progress(progress)
-    stop = check_stop(stop)
-    engine = Engine(
+    engine = new_engine(
         client,
-        instance_id,
-        result=RemoveResult(dry_run=dry_run),
+        instanceId,
+        RemoveResult(dry_run=dry_run),
         concurrency=concurrency,
         max_rate=max_rate,
+        max_failures_kept=max_failures_kept,
         on_outcome=on_outcome,
         losantdomain=losantdomain,
         progress=progress,
         stop=stop,
     )
-    engine.result._failures.kept = kept
     engine.remove_reason = None
-    try:
-        if journal is not None:
-            engine.journal = await asyncio.to_thread(
-                Journal, journal, instance_id, mode="remove", protect=protect
-            )
+
+    async def body() -> None:
         await _Remove(engine).execute(members)
-    except Stop as stopped:
-        raise_with_result(stopped.error, engine.finish())
-    except LosantError as exc:
-        raise_with_result(exc, engine.finish())
-    finally:
-        engine.close()
-        engine.finish()
+
+    await run_engine(engine, body, journal=journal, mode="remove", protect=protect)
     result = engine.finish()
     assert isinstance(result, RemoveResult)
     return result

@@ -28,7 +28,6 @@ from typing import IO, Any
 
 import attrs
 
-from .. import _schema
 from ..client import Client
 from ..errors import LosantError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
@@ -40,14 +39,11 @@ from ._engine import (
     Engine,
     Job,
     Stop,
-    check_progress,
-    check_settings,
-    check_stop,
     member_keys,
-    raise_with_result,
+    new_engine,
     read_rows,
+    run_engine,
 )
-from ._journal import Journal
 from ._pacing import Pacer
 from ._result import Outcome, Progress, SyncResult
 
@@ -156,40 +152,27 @@ async def sync_members(
     counted, and no new change is sent. A re-run makes its plan from the instance as it
     is then, so it finishes the job.
     """
-    kept = check_settings(concurrency, max_rate, max_failures_kept)
-    stop = check_stop(stop)
     limit = _check_max_removals(max_removals)
-    instance_id = _schema.check_object_id(instanceId, "instanceId")
-    _schema.check_header_value(losantdomain, "losantdomain")
-    progress = check_progress(progress)
-    engine = Engine(
+    engine = new_engine(
         client,
-        instance_id,
-        result=SyncResult(dry_run=dry_run),
+        instanceId,
+        SyncResult(dry_run=dry_run),
         concurrency=concurrency,
         max_rate=max_rate,
+        max_failures_kept=max_failures_kept,
         on_outcome=on_outcome,
         losantdomain=losantdomain,
         progress=progress,
         stop=stop,
     )
-    engine.result._failures.kept = kept
-    try:
-        if journal is not None:
-            engine.journal = await asyncio.to_thread(
-                Journal, journal, instance_id, mode="sync", protect=protect
-            )
+
+    async def body() -> None:
         with tempfile.TemporaryFile(prefix="asyncmembers-sync-") as spool:
             sync = _Sync(engine, spool, prune=bool(prune), limit=limit)
             sync.on_plan = on_plan
             await sync.execute(members)
-    except Stop as stopped:
-        raise_with_result(stopped.error, engine.finish())
-    except LosantError as exc:
-        raise_with_result(exc, engine.finish())
-    finally:
-        engine.close()
-        engine.finish()
+
+    await run_engine(engine, body, journal=journal, mode="sync", protect=protect)
     result = engine.finish()
     assert isinstance(result, SyncResult)
     return result
