@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 
+from ._bytecode import compile_measured
 from ._load import LoadMeter
 from ._procs import stop_all
 from ._report import (
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
+    bytecode = compile_measured()
+    print(f"   {bytecode}", flush=True)
     started = time.monotonic()
     whole = LoadMeter()
     sections: list[Section] = []
@@ -155,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     profiles=prof_lines,
                     plot_name=plot_name,
                     load=whole_load,
+                    bytecode=bytecode,
                 )
             )
         print(

@@ -182,8 +182,11 @@ def render_markdown(
     profiles: list[str],
     plot_name: str | None,
     load: str | None = None,
+    bytecode: str | None = None,
 ) -> str:
     info = machine_info()
+    if bytecode:
+        info["bytecode"] = bytecode
     out = [
         "# asyncmembers benchmark results",
         "",
