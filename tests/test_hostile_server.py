@@ -327,6 +327,9 @@ async def test_no_attempt_is_sent_with_a_uselessly_small_budget() -> None:
         def __init__(self) -> None:
             self.released: list[int | None] = []
 
+        def try_acquire(self) -> bool:
+            return False  # always makes the attempt wait in acquire()
+
         async def acquire(self, deadline: float) -> None:
             await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time() - 0.005))
 

@@ -83,3 +83,20 @@ async def test_rate_slots_are_one_over_the_rate_apart_and_start_after_the_pause(
     pacer._in_flight += 1
     pacer.release("POST", 429, 2.0)
     assert pacer._next_slot == pacer._pause_until == clock.now + 2.0
+
+
+async def test_try_acquire_takes_a_free_turn_at_once_and_refuses_what_must_wait() -> None:
+    """The synchronous fast path gives exactly the turns acquire() would give at once."""
+    pacer, clock = _pacer(concurrency=2)
+    assert pacer.try_acquire() and pacer.try_acquire()
+    assert pacer.requests == 2
+    assert not pacer.try_acquire()  # both slots in flight: acquire() must wait
+    pacer.release("POST", 200, None)
+    assert pacer.try_acquire()  # the freed slot
+    pacer.release("POST", 429, 1.0)  # a shared pause starts; the limit halves to 1
+    pacer.release("POST", 200, None)
+    assert pacer.requests == 3
+    assert not pacer.try_acquire()  # paused, and a rate is now in force
+    clock.now += 2.0
+    assert not pacer.try_acquire()  # the adaptive rate paces every later attempt
+    assert pacer.requests == 3 and pacer._in_flight == 0

@@ -201,6 +201,14 @@ class _WorkerGate:
     def droppable(self) -> bool:
         return not self.in_attempt and not self.applied
 
+    def try_acquire(self) -> bool:
+        if self.engine is not None and self.engine.halted and not self.applied:
+            return False  # acquire() says why
+        if self.pacer.try_acquire():
+            self.in_attempt = True
+            return True
+        return False
+
     async def acquire(self, deadline: float) -> None:
         if self.engine is not None and self.engine.halted and not self.applied:
             # Halted: this job has changed nothing yet; another attempt is not started.
@@ -233,6 +241,9 @@ class SideGate:
         self.requests = 0
         self.rate_limited = 0
         self._until = 0.0
+
+    def try_acquire(self) -> bool:
+        return self._until <= asyncio.get_running_loop().time()
 
     async def acquire(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()

@@ -91,16 +91,24 @@ class Pacer:
         """How many attempts may be in flight now."""
         return max(1, int(self._limit))
 
-    async def acquire(self, deadline: float) -> None:
-        """Wait for this attempt's turn; TimeoutError if it does not come by ``deadline``."""
+    def try_acquire(self) -> bool:
+        """Take this attempt's turn if nothing needs waiting for (the common case, with no
+        timer, future or coroutine); False: :meth:`acquire` must be awaited."""
+        # in_flight < max(1, int(limit)) for a limit >= 1, without the conversions.
         if (
-            self._in_flight < self.concurrency_limit
+            self._in_flight + 1 <= self._limit
             and self._rate is None
             and self._fixed is None
             and self._pause_until <= self._loop.time()
         ):
-            # Nothing to wait for: the common case, kept free of timers and futures.
-            self._take_slot()
+            self._in_flight += 1
+            self.requests += 1
+            return True
+        return False
+
+    async def acquire(self, deadline: float) -> None:
+        """Wait for this attempt's turn; TimeoutError if it does not come by ``deadline``."""
+        if self.try_acquire():
             return
         async with asyncio.timeout_at(deadline):
             await self._wait_for_turn()
@@ -161,6 +169,8 @@ class Pacer:
         self._wake()
 
     def _wake(self) -> None:
+        if not self._waiters:
+            return
         free = self.concurrency_limit - self._in_flight
         while free > 0 and self._waiters:
             fut = self._waiters.popleft()
