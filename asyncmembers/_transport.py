@@ -362,7 +362,9 @@ class Transport:
             raise self._too_large(method, path, resp.status)
         content = resp.content
         first = await content.readany()
-        if not first:
+        if content.at_eof():  # the whole body came at once: the usual small answer
+            if len(first) > cap:
+                raise self._too_large(method, path, resp.status)
             return first
         chunks = [first]
         size = len(first)

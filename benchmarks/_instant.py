@@ -65,6 +65,9 @@ class _InstantResponse:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    def at_eof(self) -> bool:
+        return not self._left
+
     async def readany(self) -> bytes:
         chunk, self._left = self._left, b""
         if chunk:
