@@ -13,4 +13,7 @@ Modules:
 - ``_scenarios``: the six scenarios, each measuring and judging its own figures.
 - ``_report``: the terminal table, ``RESULTS.md`` and ``throughput.png``.
 - ``_profile``: where a client's time goes, per function, from pyinstrument samples.
+- ``_bytecode``: compiles the measured packages' bytecode first, as pip does on install.
+- ``instructions``: ``python -m benchmarks.instructions``, instructions per row counted
+  under valgrind on the instant transport (deterministic, where timings scatter).
 """

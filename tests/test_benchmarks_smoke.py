@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -33,3 +34,19 @@ def test_benchmarks_smoke_mode_runs_every_scenario_and_prints_the_summary() -> N
     assert proc.stdout.count("load from other processes:") == sections + 1, output[-4000:]
     assert re.search(r"CPU per row, bulk_import .* / raw gather loop .*\(n=1\)", proc.stdout)
     assert "too few pairs for a 95% CI" in proc.stdout, output[-4000:]
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_instruction_counts_per_row_are_positive_and_repeat() -> None:
+    """``python -m benchmarks.instructions`` counts (start-up cancelled out), so it
+    repeats: the same tiny run twice gives the same per-row count to within 2 %."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.instructions import count
+    finally:
+        sys.path.remove(str(ROOT))
+    first = count("pool_raw", small=100, large=300)
+    again = count("pool_raw", small=100, large=300)
+    assert first > 10_000  # a POST through a worker pool is tens of thousands
+    assert abs(first - again) / first < 0.02, (first, again)
