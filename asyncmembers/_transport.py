@@ -122,6 +122,10 @@ class Transport:
         self._max_connections = max_connections
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_end: AsyncGenerator[None] | None = None
+        #: Answers whose body is being read, so that close() can end those reads (below).
+        self._reading: set[aiohttp.ClientResponse] = set()
+        #: Set once close() has ended the reads of the owned session's answers.
+        self._reads_ended = False
         self.closed = False
 
     @property
@@ -179,12 +183,21 @@ class Transport:
                 await session.close()
 
     async def close(self) -> None:
-        """Close the owned session (a caller's session is left open). Idempotent."""
+        """Close the owned session (a caller's session is left open). Idempotent.
+
+        A call of this client still running ends with :class:`ClientClosedError`, also
+        one whose answer is arriving: aiohttp closes the connections, and wakes a call
+        still waiting for an answer's head, but not one reading its body (that read
+        would wait out the attempt timeout, 30 s by default, and then blame the server).
+        """
         self.closed = True
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
             if self._loop is not None and asyncio.get_running_loop() is not self._loop:
                 return  # its loop is gone or elsewhere; it cannot be closed from here
+            self._reads_ended = True
+            for resp in list(self._reading):
+                resp.close()  # its body's reader raises ClientConnectionError at once
             await session.close()
 
     def scrub(self, raw: bytes) -> bytes:
@@ -239,34 +252,43 @@ class Transport:
                     allow_redirects=False,
                 )
             async with request as resp:
-                status = resp.status
-                if 200 <= status < 300:
-                    if req.reader is not None:
-                        chunks = self._chunks(resp, method, path)
+                # Known to close() while its body is read (see there). An answer whose head
+                # came as close() ran, before this task resumed, is ended here.
+                reading = self._reading
+                reading.add(resp)
+                try:
+                    if self._reads_ended:
+                        raise self._closed_under(method, path, in_flight=True)
+                    status = resp.status
+                    if 200 <= status < 300:
+                        if req.reader is not None:
+                            chunks = self._chunks(resp, method, path)
+                            try:
+                                return await req.reader(chunks)
+                            finally:
+                                await chunks.aclose()
+                        # Server text is scrubbed where it enters: whatever of it later
+                        # reaches an error, a log line or a report cannot hold the token.
+                        raw = self.scrub(await self._read(resp, method, path))
                         try:
-                            return await req.reader(chunks)
-                        finally:
-                            await chunks.aclose()
-                    # Server text is scrubbed where it enters: whatever of it later reaches
-                    # an error, a log line or a report cannot hold the token.
+                            return self.loads(raw)
+                        except (ValueError, RecursionError) as exc:
+                            raise ProtocolError(
+                                f"{status}: the server's answer is not JSON ({_problem(exc)}): "
+                                f"{raw[:200]!r}",
+                                status=status,
+                                method=method,
+                                path=path,
+                            ) from None
+                    if 300 <= status < 400:
+                        location = resp.headers.get("Location")
+                        if location is not None:
+                            location = self.scrub(location.encode(errors="replace")).decode()
+                        raise _redirect_error(status, location, method, path)
                     raw = self.scrub(await self._read(resp, method, path))
-                    try:
-                        return self.loads(raw)
-                    except (ValueError, RecursionError) as exc:
-                        raise ProtocolError(
-                            f"{status}: the server's answer is not JSON ({_problem(exc)}): "
-                            f"{raw[:200]!r}",
-                            status=status,
-                            method=method,
-                            path=path,
-                        ) from None
-                if 300 <= status < 400:
-                    location = resp.headers.get("Location")
-                    if location is not None:
-                        location = self.scrub(location.encode(errors="replace")).decode()
-                    raise _redirect_error(status, location, method, path)
-                raw = self.scrub(await self._read(resp, method, path))
-                retry_after = parse_retry_after(resp.headers) if status == 429 else None
+                    retry_after = parse_retry_after(resp.headers) if status == 429 else None
+                finally:
+                    reading.discard(resp)
         except LosantError:
             raise
         except _NOT_SENT_ERRORS as exc:

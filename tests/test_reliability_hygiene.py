@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 import asyncmembers as am
 from asyncmembers.sources import SourceError, open_source
@@ -325,6 +326,157 @@ async def test_closing_the_client_mid_import_stops_it_at_once(srv: ThreadedServe
     assert partial is not None and partial.created > 0
     assert partial.failures == []
     assert read < 1000
+
+
+# -- closing under an answer that is arriving -------------------------------------------------
+
+
+class SlowListServer:
+    """An API on its own thread and loop whose member list never finishes arriving.
+
+    ``GET .../members`` sends its head and the first bytes of the list (``{"items":[``)
+    and nothing more; a POST answers at once with the member sent. ``client_port`` is the
+    port of the connection the list went out on.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.sent = asyncio.Event()  # of the test's loop, set from the server's thread
+        self.test_loop: asyncio.AbstractEventLoop | None = None
+        self.client_port = 0
+        self.port = 0
+        self.added = 0
+        self.runner: web.AppRunner | None = None
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"items":[')
+        assert request.transport is not None
+        self.client_port = request.transport.get_extra_info("peername")[1]
+        assert self.test_loop is not None
+        self.test_loop.call_soon_threadsafe(self.sent.set)
+        await asyncio.Event().wait()  # cancelled when the client goes away
+        return resp
+
+    async def _add(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.added += 1
+        return web.json_response(
+            {"userId": f"{self.added:024x}", "email": body["email"], "role": body["role"]}
+        )
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/instances/{instanceId}/members", self._list)
+        app.router.add_post("/instances/{instanceId}/members", self._add)
+        # The list's handler is cancelled when its client goes away (and, should a test
+        # fail with the client still open, after a second at cleanup).
+        self.runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> SlowListServer:
+        self.test_loop = asyncio.get_running_loop()
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+    async def list_head_read(self) -> None:
+        """Return once the client has read all that was sent of the list.
+
+        Then aiohttp has parsed the answer's head and the call reads its body, which
+        never ends: both ends of the connection have nothing queued (the server's bytes
+        were received, and read by the client's event loop).
+        """
+        await self.sent.wait()
+        ends = [(self.port, self.client_port), (self.client_port, self.port)]
+        # The kernel's queues signal nothing: they are looked at until both are empty.
+        while any(_tcp_queues(local, remote) != (0, 0) for local, remote in ends):  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+        # The bytes were parsed as they were read; the call's task was woken then, and
+        # runs before this one's next step (callbacks run in order): it leaves the wait
+        # for the head (where a close already ended it) and waits for the body.
+        await asyncio.sleep(0)
+
+
+def _tcp_queues(local: int, remote: int) -> tuple[int, int] | None:
+    """(bytes not yet acknowledged, bytes not yet read) of the loopback TCP connection
+    from port ``local`` to port ``remote``, from ``/proc/net/tcp``."""
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            ports = (int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16))
+            if ports == (local, remote) and fields[3] == "01":  # ESTABLISHED
+                sending, unread = fields[4].split(":")
+                return int(sending, 16), int(unread, 16)
+    return None
+
+
+async def test_closing_the_client_while_an_answer_arrives_ends_the_call_at_once() -> None:
+    """aiohttp wakes a call waiting for an answer's head when its session closes, but not
+    one reading the body: that read waited out the attempt timeout (30 s by default), then
+    failed as "timed out waiting for the server". close() now ends it with
+    ClientClosedError at once."""
+    with SlowListServer() as server:
+        async with leaves_nothing_behind():
+            client = am.Client(TOKEN, url=server.url, retry=FAST)
+            call = asyncio.create_task(client.instance_members.get(instanceId=IID))
+            await server.list_head_read()
+            await client.close()
+            with pytest.raises(am.ClientClosedError, match="closed while this call was running"):
+                await call
+
+
+async def test_closing_the_client_while_the_import_streams_the_members_ends_it() -> None:
+    """The import's background read of the members, mid-stream, is the only call left
+    when the client closes (every row is done, and a read that has shown no member yet is
+    waited for): it ends at once, and so does the import, with ClientClosedError and the
+    partial result; no connection, descriptor or task is left. (It waited out the
+    attempt timeout, then the import went on without the read and returned normally.)"""
+    with SlowListServer() as server:
+        async with leaves_nothing_behind():
+            client = am.Client(TOKEN, url=server.url, retry=FAST)
+            rows_done = asyncio.Event()
+            outcomes: list[am.Outcome] = []
+
+            async def members() -> AsyncIterator[dict[str, str]]:
+                await server.list_head_read()  # the read is streaming before any row
+                for row in rows(3, "streamed"):
+                    yield row
+
+            def on_outcome(outcome: am.Outcome) -> None:
+                outcomes.append(outcome)
+                if len(outcomes) == 3:
+                    rows_done.set()
+
+            task = asyncio.create_task(
+                am.bulk_import(client, instanceId=IID, members=members(), on_outcome=on_outcome)
+            )
+            await rows_done.wait()
+            await client.close()
+            with pytest.raises(am.ClientClosedError) as info:
+                await task
+    assert [o.kind for o in outcomes] == ["created"] * 3
+    partial = info.value.result
+    assert partial is not None and partial.created == 3 and partial.total == 3
 
 
 # -- ownership and use after close ----------------------------------------------------------
