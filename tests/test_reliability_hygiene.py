@@ -82,6 +82,31 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def describe_fds() -> list[str]:
+    """Every open descriptor with its target and, for a TCP socket, its ends and state
+    (from /proc/net/tcp*): what a failure of the check below needs to be explained."""
+    sockets: dict[str, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                for line in lines:
+                    f = line.split()
+                    local, remote = (int(x.rsplit(":", 1)[1], 16) for x in (f[1], f[2]))
+                    sockets[f[9]] = f"tcp :{local} -> :{remote} state {f[3]}"
+        except OSError:
+            pass
+    out = []
+    for fd in sorted(os.listdir("/proc/self/fd"), key=int):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        inode = target[len("socket:[") : -1] if target.startswith("socket:[") else ""
+        out.append(f"{fd}: {target}" + (f" ({sockets[inode]})" if inode in sockets else ""))
+    return out
+
+
 async def _first_connection_of_the_loop() -> None:
     """Make one connection, so descriptors a loop opens once for its lifetime are open.
 
@@ -106,6 +131,7 @@ async def leaves_nothing_behind() -> AsyncIterator[None]:
     loop.set_exception_handler(lambda _, ctx: reported.append(str(ctx.get("message"))))
     tasks_before = asyncio.all_tasks()
     fds_before = open_fds()
+    before = describe_fds()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -125,7 +151,7 @@ async def leaves_nothing_behind() -> AsyncIterator[None]:
         if open_fds() <= fds_before:
             break
         await asyncio.sleep(0.02)
-    assert open_fds() <= fds_before, (fds_before, open_fds(), os.listdir("/proc/self/fd"))
+    assert open_fds() <= fds_before, (fds_before, open_fds(), before, describe_fds())
 
 
 def rows(n: int, prefix: str = "h") -> list[dict[str, str]]:
