@@ -16,4 +16,6 @@ Modules:
 - ``_bytecode``: compiles the measured packages' bytecode first, as pip does on install.
 - ``instructions``: ``python -m benchmarks.instructions``, instructions per row counted
   under valgrind on the instant transport (deterministic, where timings scatter).
+- ``syscalls``: ``python -m benchmarks.syscalls``, system calls per row of the cold jobs
+  under strace (kernel work, which instruction counts do not see).
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -50,3 +51,35 @@ def test_instruction_counts_per_row_are_positive_and_repeat() -> None:
     again = count("pool_raw", small=100, large=300)
     assert first > 10_000  # a POST through a worker pool is tens of thousands
     assert abs(first - again) / first < 0.02, (first, again)
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
+def test_an_import_on_asyncio_makes_no_memory_mapping_per_answer() -> None:
+    """``python -m benchmarks.syscalls``' count for a cold bulk_import on asyncio: no
+    mmap/munmap per answer (the 256 KiB receive buffers come from the heap)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks._serverproc import ServerProcess
+        from benchmarks.syscalls import count_syscalls
+    finally:
+        sys.path.remove(str(ROOT))
+    rows = 400
+    with ServerProcess() as srv:
+        counts = count_syscalls(
+            {
+                "client": "bulk",
+                "loop": "asyncio",
+                "url": srv.url,
+                "instance": srv.new_instance(),
+                "rows": rows,
+                "concurrency": 8,
+                "tag": "sysmmap",
+                "steady": None,
+            }
+        )
+    assert counts.get("sendto", 0) >= rows, counts  # the rows were sent
+    # Start-up maps a few hundred regions (libraries, arenas); one per answer would add 400.
+    assert counts.get("munmap", 0) < rows // 4, counts
+    assert counts.get("mremap", 0) < rows // 4, counts
