@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import re
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import attrs
@@ -25,6 +26,7 @@ import click
 
 from .. import _schema
 from .._runtime import run
+from ..bulk import check_journal_path
 from ..client import DEFAULT_URL, Client
 from ..errors import (
     ClientClosedError,
@@ -36,6 +38,7 @@ from ..errors import (
     UnauthorizedError,
     ValidationError,
 )
+from ..report import ErrorReportWriter
 
 __all__ = [
     "EXIT_FAILED",
@@ -57,6 +60,7 @@ __all__ = [
     "finish",
     "instance_option",
     "one_line",
+    "open_error_report",
     "run_async",
 ]
 
@@ -410,3 +414,36 @@ instance_option = click.option(
     metavar="ID",
     help="The instance's ID (24 hex digits).",
 )
+
+
+def open_error_report(
+    columns: Any,
+    *,
+    journal: str | os.PathLike[str] | None,
+    errors: str | os.PathLike[str] | None,
+    summary_json: str | None,
+    source_path: str | os.PathLike[str] | None,
+    on_refusal: Callable[[], None] = lambda: None,
+) -> ErrorReportWriter | None:
+    """Check the journal is none of the run's other files, then open the ``--errors`` report.
+
+    In that order, before anything is written: creating the report or the summary file
+    would overwrite a journal given the same path. A refusal calls ``on_refusal`` (close
+    the input) and raises :class:`CliError`: the journal's refusal with its own exit
+    status, an unwritable report with 2.
+    """
+    if journal is not None:
+        try:
+            check_journal_path(journal, (source_path, errors, summary_json))
+        except LosantError as exc:
+            on_refusal()
+            raise CliError(one_line(exc), exit_code_for(exc)) from None
+    if errors is None:
+        return None
+    try:
+        return ErrorReportWriter(errors, columns=columns)
+    except OSError as exc:
+        on_refusal()
+        raise CliError(
+            f"--errors: cannot write {os.fspath(errors)}: {exc.strerror or exc}", EXIT_USAGE
+        ) from None

@@ -18,19 +18,18 @@ import os
 
 import attrs
 
-from ..bulk import BulkResult, Outcome, Progress, StoppedError, bulk_import, check_journal_path
+from ..bulk import BulkResult, Outcome, Progress, StoppedError, bulk_import
 from ..client import Client
 from ..errors import LosantError
-from ..report import ErrorReportWriter
 from ..sources import Source
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     CliError,
     current_stop,
     exit_code_for,
     one_line,
+    open_error_report,
 )
 from ._output import (
     ProgressMode,
@@ -79,22 +78,14 @@ async def run_import(
     may not be ``source_path``, the error report or the summary file (exit 2).
     """
     stop = current_stop()
-    if journal is not None:
-        # Before the report or the summary file is created: either would overwrite it.
-        try:
-            check_journal_path(journal, (source_path, errors, summary_json))
-        except LosantError as exc:
-            source.close()
-            raise CliError(one_line(exc), exit_code_for(exc)) from None
-    report: ErrorReportWriter | None = None
-    if errors is not None:
-        try:
-            report = ErrorReportWriter(errors, columns=source.columns)
-        except OSError as exc:
-            source.close()
-            raise CliError(
-                f"--errors: cannot write {os.fspath(errors)}: {exc.strerror or exc}", EXIT_USAGE
-            ) from None
+    report = open_error_report(
+        source.columns,
+        journal=journal,
+        errors=errors,
+        summary_json=summary_json,
+        source_path=source_path,
+        on_refusal=source.close,
+    )
 
     live = Progress(total=total)
 

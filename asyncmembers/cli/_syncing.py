@@ -27,21 +27,19 @@ from ..bulk import (
     StoppedError,
     SyncPlan,
     SyncResult,
-    check_journal_path,
     sync_members,
 )
 from ..client import Client
 from ..errors import LosantError, ValidationError
-from ..report import ErrorReportWriter
 from ..sources import Source
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     CliError,
     current_stop,
     exit_code_for,
     one_line,
+    open_error_report,
 )
 from ._output import (
     ProgressMode,
@@ -100,22 +98,14 @@ async def run_sync(
     raises :class:`CliError` with the error's one line and exit status (2 for the guard).
     """
     stop = current_stop()
-    if journal is not None:
-        # Before the report or the summary file is created: either would overwrite it.
-        try:
-            check_journal_path(journal, (source_path, errors, summary_json))
-        except LosantError as exc:
-            source.close()
-            raise CliError(one_line(exc), exit_code_for(exc)) from None
-    report: ErrorReportWriter | None = None
-    if errors is not None:
-        try:
-            report = ErrorReportWriter(errors, columns=source.columns)
-        except OSError as exc:
-            source.close()
-            raise CliError(
-                f"--errors: cannot write {os.fspath(errors)}: {exc.strerror or exc}", EXIT_USAGE
-            ) from None
+    report = open_error_report(
+        source.columns,
+        journal=journal,
+        errors=errors,
+        summary_json=summary_json,
+        source_path=source_path,
+        on_refusal=source.close,
+    )
 
     live = Progress()
     out = out_console()

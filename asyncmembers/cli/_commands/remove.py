@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from typing import Final
 
 import attrs
@@ -15,20 +14,17 @@ from ...bulk import (
     Progress,
     RemoveResult,
     StoppedError,
-    check_journal_path,
     remove_members,
 )
 from ...client import Client
 from ...errors import LosantError, NotFoundError, ValidationError
 from ...models import InstanceMemberPost
-from ...report import ErrorReportWriter
 from ...resources import members_path
 from ...sources import Source
 from .._app import api_options
 from .._common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     CliError,
     GlobalOptions,
     ObjectIdType,
@@ -38,6 +34,7 @@ from .._common import (
     finish,
     instance_option,
     one_line,
+    open_error_report,
     run_async,
 )
 from .._options import RunOptions, SourceOptions, run_options, source_options
@@ -198,21 +195,13 @@ async def _remove_file(
     """
     stop = current_stop()
     out = out_console()
-    if run.journal is not None:
-        # Before the report or the summary file is created: either would overwrite it.
-        try:
-            check_journal_path(run.journal, (source_path, run.errors, run.summary_json))
-        except LosantError as exc:
-            raise CliError(one_line(exc), exit_code_for(exc)) from None
-    report: ErrorReportWriter | None = None
-    if run.errors is not None:
-        try:
-            report = ErrorReportWriter(run.errors, columns=rows.columns)
-        except OSError as exc:
-            raise CliError(
-                f"--errors: cannot write {os.fspath(run.errors)}: {exc.strerror or exc}",
-                EXIT_USAGE,
-            ) from None
+    report = open_error_report(
+        rows.columns,
+        journal=run.journal,
+        errors=run.errors,
+        summary_json=run.summary_json,
+        source_path=source_path,
+    )
     live = Progress()
     display = make_progress(mode, live, label="Removing", noun="remove")
 
