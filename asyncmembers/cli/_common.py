@@ -62,6 +62,8 @@ __all__ = [
     "one_line",
     "open_error_report",
     "run_async",
+    "run_file_command",
+    "say_report_rows",
 ]
 
 T = TypeVar("T")
@@ -447,3 +449,22 @@ def open_error_report(
         raise CliError(
             f"--errors: cannot write {os.fspath(errors)}: {exc.strerror or exc}", EXIT_USAGE
         ) from None
+
+
+def run_file_command(go: Coroutine[Any, Any, int], source: Any) -> NoReturn:
+    """Run a file command's coroutine (:func:`run_async`), close its input, exit with its
+    status."""
+    try:
+        code = run_async(go)
+    finally:
+        source.close()
+    finish(code)
+
+
+def say_report_rows(errors: str | os.PathLike[str] | None, rows: int) -> None:
+    """Tell on stderr how many failed rows went to the ``--errors`` report, if any."""
+    if errors is not None and rows:
+        click.echo(
+            f"{rows:,} failed row{'s' if rows != 1 else ''} written to {os.fspath(errors)}",
+            err=True,
+        )

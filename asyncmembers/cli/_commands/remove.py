@@ -36,6 +36,7 @@ from .._common import (
     one_line,
     open_error_report,
     run_async,
+    say_report_rows,
 )
 from .._options import RunOptions, SourceOptions, run_options, source_options
 from .._output import (
@@ -280,6 +281,5 @@ async def _remove_file(
     print_failures(out, result, errors_path=run.errors)
     code = EXIT_OK if result.ok else EXIT_FAILED
     summary_file(code, "complete", result, None)
-    if report is not None and report.count:
-        click.echo(f"{report.count:,} failed rows written to {run.errors}", err=True)
+    say_report_rows(run.errors, report.count if report is not None else 0)
     return code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .._app import api_options
-from .._common import GlobalOptions, finish, instance_option, run_async
+from .._common import GlobalOptions, instance_option, run_file_command, say_report_rows
 from .._options import RunOptions, SourceOptions, run_options, source_options
 from .._output import progress_mode
 from .._syncing import run_sync
@@ -82,16 +82,7 @@ def sync_members_command(
                 progress=mode,
                 source_path=None if file == "-" else file,
             )
-        if run.errors is not None and outcome.report_rows:
-            click.echo(
-                f"{outcome.report_rows:,} failed row{'s' if outcome.report_rows != 1 else ''} "
-                f"written to {run.errors}",
-                err=True,
-            )
+        say_report_rows(run.errors, outcome.report_rows)
         return outcome.exit_code
 
-    try:
-        code = run_async(go())
-    finally:
-        rows.close()
-    finish(code)
+    run_file_command(go(), rows)
