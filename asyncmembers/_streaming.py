@@ -1,4 +1,9 @@
-"""Incremental parsing of a streamed Instance Members body (ijson), with a depth guard.
+"""Parsing of a streamed Instance Members body: whole when small, else ijson, depth-guarded.
+
+A body that ends within :data:`WHOLE_BODY_BYTES` is parsed in one call of the package's
+JSON backend: ijson (and ``decimal``, which it loads) is imported only for a list that
+is too large to hold whole, so a job against a small instance never loads it (about 3 ms
+of start-up, 1 % of the CPU of a 3,000-row import).
 
 ijson keeps a prefix string per nesting level, so a hostile body nested 100,000 deep
 costs memory quadratic in the depth (17 GB was measured). :class:`DepthGuard` looks at
@@ -13,12 +18,15 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Final
 
+from . import _json
 from .errors import ProtocolError
 
-__all__ = ["MAX_DEPTH", "DepthGuard", "iter_members"]
+__all__ = ["MAX_DEPTH", "WHOLE_BODY_BYTES", "DepthGuard", "iter_members"]
 
 #: The deepest nesting accepted in a streamed answer.
 MAX_DEPTH: Final = 64
+#: A body that ends within this many bytes is parsed whole; a longer one is streamed.
+WHOLE_BODY_BYTES: Final = 64 * 1024
 
 # A complete JSON string (the "unrolled loop" form: ten times faster than an alternation).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
@@ -78,10 +86,54 @@ async def iter_members(
 
     Raises :class:`ProtocolError` for a body that is not JSON, not an object with
     ``items``, or nested deeper than :data:`MAX_DEPTH`. ``scrub`` masks secrets in any
-    server text quoted in an error.
+    server text quoted in an error. A body of at most :data:`WHOLE_BODY_BYTES` is parsed
+    whole; a longer one is parsed incrementally, never held whole.
     """
-    # Imported on the first streamed read, not with the package.
+    head: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size > WHOLE_BODY_BYTES:
+            break
+    else:
+        for item in _whole_members(b"".join(head), path, scrub):
+            yield item
+        return
+    async for item in _streamed_members(head, chunks, path, scrub):
+        yield item
+
+
+def _whole_members(body: bytes, path: str, scrub: Callable[[bytes], bytes]) -> list[dict[str, Any]]:
+    """The object items of a complete (small) body, with the streamed path's checks."""
+    head = body.lstrip()
+    if head and not head.startswith(b"{"):
+        raise _not_members(path, scrub(head[:80]))
+    try:
+        DepthGuard().feed(body)
+        value = _json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise _not_json(path, exc, scrub) from None
+    items = value.get("items") if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        raise _not_members(path, b"")
+    return [item for item in items if isinstance(item, dict)]
+
+
+async def _streamed_members(
+    head: list[bytes],
+    rest: AsyncIterator[bytes],
+    path: str,
+    scrub: Callable[[bytes], bytes],
+) -> AsyncGenerator[dict[str, Any]]:
+    """The object items of a large body: the ``head`` chunks read so far, then ``rest``."""
     import ijson  # type: ignore[import-untyped]
+
+    async def chunks() -> AsyncGenerator[bytes]:
+        while head:
+            yield head.pop(0)
+        async for chunk in rest:
+            yield chunk
 
     found: list[Any] = ijson.sendable_list()
     parser = ijson.items_coro(found, "items.item")
@@ -89,13 +141,13 @@ async def iter_members(
     started = saw_items = False
     tail = b""
     try:
-        async for chunk in chunks:
+        async for chunk in chunks():
             if not started:
-                head = chunk.lstrip()
-                if head:
+                first = chunk.lstrip()
+                if first:
                     started = True
-                    if not head.startswith(b"{"):
-                        raise _not_members(path, scrub(head[:80]))
+                    if not first.startswith(b"{"):
+                        raise _not_members(path, scrub(first[:80]))
             if not saw_items:
                 window = tail + chunk
                 saw_items = b'"items"' in window
@@ -109,19 +161,23 @@ async def iter_members(
                 del found[:]
         parser.close()
     except (ijson.JSONError, ValueError) as exc:
-        # yajl quotes the offending text on the lines after the first: keep the first.
-        problem = scrub(str(exc).encode(errors="replace")).decode(errors="replace")
-        raise ProtocolError(
-            f"the server's answer is not JSON ({problem.splitlines()[0][:120] if problem else 'invalid'})",
-            status=200,
-            method="GET",
-            path=path,
-        ) from None
+        raise _not_json(path, exc, scrub) from None
     for item in found:
         if isinstance(item, dict):
             yield item
     if not saw_items:
         raise _not_members(path, b"")
+
+
+def _not_json(path: str, exc: Exception, scrub: Callable[[bytes], bytes]) -> ProtocolError:
+    # yajl quotes the offending text on the lines after the first: keep the first.
+    problem = scrub(str(exc).encode(errors="replace")).decode(errors="replace")
+    return ProtocolError(
+        f"the server's answer is not JSON ({problem.splitlines()[0][:120] if problem else 'invalid'})",
+        status=200,
+        method="GET",
+        path=path,
+    )
 
 
 def _not_members(path: str, head: bytes) -> ProtocolError:
