@@ -130,8 +130,9 @@ async def _streamed_members(
     import ijson  # type: ignore[import-untyped]
 
     async def chunks() -> AsyncGenerator[bytes]:
-        while head:
-            yield head.pop(0)
+        first = b"".join(head)  # at most WHOLE_BODY_BYTES + one chunk, however it was cut
+        head.clear()
+        yield first
         async for chunk in rest:
             yield chunk
 
