@@ -14,12 +14,23 @@ stdlib JSON). Instructions are not time (a cache miss costs more than an add), b
 between two versions of the same code path they move together; the commit messages of
 the per-row optimisations quote these counts.
 
+``--cold`` counts whole cold jobs instead, the overhead scenario's own: a fresh process
+imports its library and adds ``--large`` rows against the embedded server (in its own
+process, not under valgrind), the import included. Variants: the raw gather loop on
+asyncio and on uvloop, and ``bulk_import`` on asyncio and as the CLI runs it; each is
+shown against the raw gather loop on asyncio, as the timed figures are. These counts
+depend a little on timing (how many answers one wakeup finds), so they repeat to within
+a few percent, not exactly; they are a cross-check of the timed ratios, which also pay
+for cache misses and the kernel, not a replacement.
+
 Needs ``valgrind`` on the PATH; prints one line per variant and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import re
 import shutil
@@ -44,7 +55,27 @@ def _instructions(variant: str, rows: int, loop: str) -> int:
     import benchmarks
 
     root = benchmarks.__path__[0].rsplit("/", 1)[0]
-    code = _CHILD.format(root=root, loop=loop, variant=variant, rows=rows)
+    return _valgrind(_CHILD.format(root=root, loop=loop, variant=variant, rows=rows))
+
+
+#: (client, loop) of the overhead scenario's cold jobs; the first is the baseline.
+COLD_VARIANTS = (
+    ("raw_gather", "asyncio"),
+    ("raw_gather", "uvloop"),
+    ("bulk", "asyncio"),
+    ("bulk", "cli"),
+)
+
+_COLD_CHILD = """
+import json, sys
+sys.path.insert(0, {root!r})
+from benchmarks import _clients
+result = _clients.RUNNERS["cold"](json.loads(sys.argv[1]))
+assert result["ok"] == result["rows"], result
+"""
+
+
+def _valgrind(code: str, *args: str) -> int:
     done = subprocess.run(
         [
             "valgrind",
@@ -54,17 +85,59 @@ def _instructions(variant: str, rows: int, loop: str) -> int:
             sys.executable,
             "-c",
             code,
+            *args,
         ],
         capture_output=True,
         text=True,
         check=False,
-        # One hash seed: string hashing decides dict and set layouts, hence instructions.
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if done.returncode != 0 or found is None:
-        raise RuntimeError(f"valgrind run of {variant} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"valgrind run failed:\n{done.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
+
+
+def count_cold(url: str, instance: str, client: str, loop: str, rows: int) -> int:
+    """Instructions of one whole cold job (interpreter start, import and run)."""
+    import benchmarks
+
+    root = benchmarks.__path__[0].rsplit("/", 1)[0]
+    params = {
+        "client": client,
+        "loop": loop,
+        "url": url,
+        "instance": instance,
+        "rows": rows,
+        "concurrency": 32,
+        "tag": f"ir{client}{loop}{instance[-6:]}",
+        "steady": None,
+    }
+    return _valgrind(_COLD_CHILD.format(root=root), json.dumps(params))
+
+
+def _cold_main(rows: int) -> int:
+    from ._bytecode import compile_measured
+    from ._serverproc import ServerProcess
+
+    compile_measured()
+    counts: dict[tuple[str, str], int] = {}
+    have_uvloop = importlib.util.find_spec("uvloop") is not None
+    with ServerProcess() as srv:
+        for client, loop in COLD_VARIANTS:
+            if loop == "uvloop" and not have_uvloop:
+                continue
+            counts[client, loop] = n = count_cold(srv.url, srv.new_instance(), client, loop, rows)
+            base = counts[COLD_VARIANTS[0]]
+            print(
+                f"{client:10} ({loop:7}) {n / 1e6:8,.1f} M instructions, {n / rows:8,.0f} a row; "
+                f"/ raw gather (asyncio) {n / base:.3f}x",
+                flush=True,
+            )
+    if have_uvloop:
+        same = counts["bulk", "cli"] / counts["raw_gather", "uvloop"]
+        print(f"bulk_import as the CLI runs it (uvloop) / raw gather (uvloop): {same:.3f}x")
+    return 0
 
 
 def count(variant: str, *, small: int, large: int, loop: str = "asyncio") -> float:
@@ -80,10 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large", type=int, default=3000, help="rows of the second run")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="whole cold jobs of --large rows against the embedded server (import included)",
+    )
     args = ap.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
+    if args.cold:
+        return _cold_main(args.large)
     if not 0 < args.small < args.large:
         ap.error("--small must be at least 1 and less than --large")
     per_row: dict[str, float] = {}

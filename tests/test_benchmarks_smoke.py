@@ -54,6 +54,25 @@ def test_instruction_counts_per_row_are_positive_and_repeat() -> None:
 
 
 @pytest.mark.subprocess
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_cold_instruction_counts_grow_with_the_rows_and_include_the_import() -> None:
+    """``python -m benchmarks.instructions --cold``: a whole cold job, import included, so
+    it costs far more than its rows alone, and more rows cost more."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks._serverproc import ServerProcess
+        from benchmarks.instructions import count_cold
+    finally:
+        sys.path.remove(str(ROOT))
+    with ServerProcess() as srv:
+        few = count_cold(srv.url, srv.new_instance(), "bulk", "asyncio", 20)
+        more = count_cold(srv.url, srv.new_instance(), "bulk", "asyncio", 220)
+    per_row = (more - few) / 200
+    assert 10_000 < per_row < 5_000_000, per_row
+    assert few > 100 * per_row  # the interpreter's start and the imports
+
+
+@pytest.mark.subprocess
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
 def test_an_import_on_asyncio_makes_no_memory_mapping_per_answer() -> None:
