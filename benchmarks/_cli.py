@@ -29,7 +29,7 @@ Benchmarks of asyncmembers against baselines measured in the same run: raw aioht
 the official losant-rest client, a naive retrying client, bare asyncio loops. The embedded
 server and every client under test run in their own processes, on loopback only.
 
-Modes: full (default, about ten minutes on a quiet machine; writes benchmarks/RESULTS.md
+Modes: full (default, about twelve minutes on a quiet machine; writes benchmarks/RESULTS.md
 and benchmarks/throughput.png), --quick (a few minutes; writes into benchmarks/out/; the
 client-overhead pairs continue until they resolve a 10% difference, within a budget, and
 say whether they did), --smoke (tiny sizes; writes nothing: it only checks that
