@@ -208,6 +208,19 @@ class Transport:
                 raw = raw.replace(secret, _MASK)
         return raw
 
+    @property
+    def secret_bytes(self) -> tuple[bytes, ...]:
+        """The secrets :meth:`scrub` masks, as UTF-8 (empty when there are none)."""
+        return self._secrets
+
+    def scrub_value(self, value: Any) -> Any:
+        """``value`` decoded from server JSON, with every secret masked in its strings and
+        keys (for values parsed from bytes that were not :meth:`scrub`-bed whole, such as
+        the items of a streamed list). Mutates containers in place."""
+        if self._secret_texts:
+            value = _scrub_decoded(value, self._secret_texts)
+        return value
+
     def loads(self, raw: bytes) -> Any:
         """``raw`` (already :meth:`scrub`-bed) parsed as JSON, with secrets masked once decoded.
 

@@ -223,7 +223,7 @@ class InstanceMembersResource:
         """
 
         async def read(chunks: AsyncIterator[bytes]) -> T:
-            items = iter_members(chunks, path, self._session.transport.scrub)
+            items = iter_members(chunks, path, self._session.transport)
             try:
                 return await consume(items)
             finally:

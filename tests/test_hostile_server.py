@@ -436,6 +436,56 @@ async def test_a_server_echoing_the_token_never_gets_it_shown() -> None:
     assert "***" in posted.value.message and TOKEN not in repr(posted.value.data)
 
 
+@pytest.mark.parametrize("filler", [0, 3000], ids=["small list", "streamed list"])
+@pytest.mark.parametrize("escaped", [False, True], ids=["raw", "escaped"])
+async def test_a_member_list_echoing_the_token_never_gets_it_shown(
+    filler: int, escaped: bool
+) -> None:
+    """A listing with the token in members' fields (raw, or spelled in JSON escapes that
+    decode to it), in a list parsed whole or streamed in chunks that can cut the token:
+    a prune's plan, outcomes and result never show it."""
+
+    def spell(text: str) -> str:
+        return "".join(f"\\u{ord(c):04x}" for c in text) if escaped else text
+
+    echo = spell(TOKEN)
+    items = [
+        f'{{"userId":"5{i:023x}","email":"old{i}@example.com","role":"view"}}'
+        for i in range(filler)
+    ]
+    items.append(
+        f'{{"userId":"6{0:023x}","email":"x{echo}@example.com","role":"view",'
+        f'"firstName":"{echo}","{echo}":"{echo}"}}'
+    )
+    body = ('{"count":' + str(len(items)) + ',"items":[' + ",".join(items) + "]}").encode()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for i in range(0, len(body), 1000):  # chunks that cut the token
+            await resp.write(body[i : i + 1000])
+        await resp.write_eof()
+        return resp
+
+    plans: list[Any] = []
+    outcomes: list[Any] = []
+    async with serve(handler) as url, am.Client(TOKEN, url=url, retry=FAST) as client:
+        result = await am.sync_members(
+            client,
+            instanceId=IID,
+            members=ROWS,
+            prune=True,
+            max_removals=len(items),
+            dry_run=True,
+            on_plan=plans.append,
+            on_outcome=outcomes.append,
+        )
+    assert plans[0].current == len(items) and plans[0].remove == len(items)
+    shown = repr(plans) + repr(outcomes) + repr(result) + str(result)
+    assert TOKEN not in shown
+    assert "x***@example.com" in shown
+
+
 # -- 7. URLs and event loops ---------------------------------------------------------------
 
 
