@@ -153,7 +153,7 @@ async def _streamed_members(
             yield chunk
 
     found: list[Any] = ijson.sendable_list()
-    parser = ijson.items_coro(found, "items.item")
+    parser = ijson.items_coro(found, "items.item", use_float=True)  # as parsed whole
     guard = DepthGuard()
     started = saw_items = False
     tail = b""
