@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -208,6 +209,19 @@ class Transport:
                 raw = raw.replace(secret, _MASK)
         return raw
 
+    def scrub_quoted(self, raw: bytes) -> bytes:
+        """``raw`` to be quoted in a message: :meth:`scrub`-bed, and where JSON escapes spell
+        a secret (``\\u0074ok...``: one escape away from plain, however many levels deep),
+        the unescaped text with the secret masked instead."""
+        raw = self.scrub(raw)
+        if self._secrets and b"\\" in raw:
+            plain = raw
+            for _ in range(3):  # an escaped escape, and one more
+                plain = _JSON_ESCAPE.sub(_unescape, plain)
+            if any(secret in plain for secret in self._secrets):
+                return self.scrub(plain)
+        return raw
+
     @property
     def secret_bytes(self) -> tuple[bytes, ...]:
         """The secrets :meth:`scrub` masks, as UTF-8 (empty when there are none)."""
@@ -289,7 +303,7 @@ class Transport:
                         except (ValueError, RecursionError) as exc:
                             raise ProtocolError(
                                 f"{status}: the server's answer is not JSON ({_problem(exc)}): "
-                                f"{raw[:200]!r}",
+                                f"{self.scrub_quoted(raw)[:200]!r}",
                                 status=status,
                                 method=method,
                                 path=path,
@@ -491,6 +505,25 @@ def _scrub_text(text: str, secrets: tuple[str, ...]) -> str:
         if secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+_JSON_ESCAPE = re.compile(rb'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
+_SIMPLE_ESCAPES = {
+    b'"': b'"',
+    b"\\": b"\\",
+    b"/": b"/",
+    b"b": b"\b",
+    b"f": b"\f",
+    b"n": b"\n",
+    b"r": b"\r",
+    b"t": b"\t",
+}
+
+
+def _unescape(m: re.Match[bytes]) -> bytes:
+    if m.group(1) is not None:
+        return chr(int(m.group(1), 16)).encode("utf-8", "surrogatepass")
+    return _SIMPLE_ESCAPES[m.group(2)]
 
 
 def _scrub_decoded(value: Any, secrets: tuple[str, ...]) -> Any:

@@ -61,8 +61,9 @@ def _optional_str(value: object, field: str) -> str | None:
 
 def _same(a: object, b: str | None) -> bool:
     # ObjectIds, like emails, compare case-insensitively: the API answers with the id in
-    # its own (lower) case, whatever case the caller wrote it in.
-    return b is not None and isinstance(a, str) and a.lower() == b.lower()
+    # its own (lower) case, whatever case the caller wrote it in. Both are trimmed, as a
+    # row's are: the member table (bulk._digest) matches listed members the same way.
+    return b is not None and isinstance(a, str) and a.strip().lower() == b.strip().lower()
 
 
 def _check_added_role(data: dict[str, Any], role: str, path: str) -> None:

@@ -67,7 +67,6 @@ AGREE = {
     + b',1,"x",null,[],'
     + MEMBER
     + b"]}",
-    "empty list": b'{"items":[],"count":0}',
     "whitespace around": b'  \n {"items": [ ' + MEMBER + b" ] }\n ",
     "items after other keys": b'{"a":{"items":1},"items":[' + MEMBER + b"]}",
     "brackets in strings": b'{"items":[{"email":"[[[[{{{{","role":"view"}]}',
@@ -125,7 +124,7 @@ async def test_whole_and_streamed_parsing_agree(name: str, chunk: int) -> None:
     )
     if name.startswith(good):
         assert isinstance(whole, list) and whole, whole
-    elif not name.startswith("empty list"):
+    else:
         assert isinstance(whole, str), whole
 
 
@@ -135,6 +134,17 @@ async def test_whole_parsing_is_stricter_where_streaming_cannot_tell() -> None:
     body = b'{"items":{"item":{"email":"a@b.c"}}}'
     assert await parse(body, chunk=8, streamed=True) == [{"email": "a@b.c"}]
     assert "InstanceMembers" in str(await parse(body, chunk=8, streamed=False))
+
+
+async def test_a_streamed_body_with_no_member_is_refused() -> None:
+    # An empty list is a few bytes, always parsed whole. A body streamed because it is over
+    # 64 KiB yet holding no member at items[] has its list elsewhere or none at all: read
+    # as "no members", a sync would plan against an empty instance.
+    body = b'{"items":[],"count":0}'
+    assert await parse(body, chunk=8, streamed=False) == []
+    assert "InstanceMembers" in str(await parse(body, chunk=8, streamed=True))
+    padded = b'{"pad":"' + b"x" * WHOLE_BODY_BYTES + b'","items":[1,2,"three"]}'
+    assert "InstanceMembers" in str(await parse(padded, chunk=4096, streamed=False))
 
 
 async def test_a_body_just_over_the_limit_is_streamed_and_complete() -> None:
@@ -183,3 +193,17 @@ def test_ijson_is_loaded_only_for_a_member_list_too_large_to_parse_whole(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == loaded
+
+
+async def test_a_string_running_past_the_limit_is_refused_and_a_long_one_is_not() -> None:
+    # ijson keeps every level's key path: long keys times depth is its memory. A string
+    # may run MAX_STRING_BYTES past the chunk it began in (here 128 KiB), no further.
+    from asyncmembers._streaming import MAX_STRING_BYTES
+
+    def body(n: int) -> bytes:
+        return b'{"items":[{"email":"a@b.c","' + b"k" * n + b'":1}]}'
+
+    too_long = await parse(body(MAX_STRING_BYTES + 200_000), chunk=65536, streamed=False)
+    assert "not JSON" in str(too_long), too_long
+    fine = await parse(body(MAX_STRING_BYTES // 2), chunk=65536, streamed=False)
+    assert isinstance(fine, list) and len(fine) == 1

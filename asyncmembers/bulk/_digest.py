@@ -192,7 +192,10 @@ class MemberTable:
             self._odd[n] = role
         self._roles.append(code)
         self._marks.append(mark)
-        low = email.lower() if email else ""
+        # As a row's email is read: trimmed, then compared case-insensitively. A listing's
+        # " Ann@Example.com " is the member a row's "ann@example.com" names (a prune must
+        # never remove it as unlisted).
+        low = email.strip().lower() if email else ""
         self._emails += low.encode("utf-8", "surrogatepass")
         self._ends.append(len(self._emails))
         if raw_id is not None and uid is not None:
