@@ -509,6 +509,8 @@ class Engine:
         rows starts two (it started all of them, and ran out of memory). ``background``
         is cancelled when the workers are done, unless ``keep_background()`` is then True.
         """
+        if self.stopping is not None:  # stopped before it began: nothing read or sent
+            raise Stop(self.stopping)
         if self.pacer is None:
             self.pacer = Pacer(self.concurrency, self.max_rate)
         pool: list[asyncio.Task[None]] = []

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 import attrs
 import click
 
-from .. import _schema
+from .. import _early, _schema
 from .._runtime import run
 from ..bulk import check_journal_path
 from ..client import DEFAULT_URL, Client
@@ -257,10 +257,12 @@ def current_stop() -> Stop:
         return Stop()
 
 
-async def _guarded(coro: Coroutine[Any, Any, T], stop: Stop) -> T:
+async def _guarded(coro: Coroutine[Any, Any, T], stop: Stop, graceful: bool) -> T:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     installed: list[signal.Signals] = []
+    if graceful:
+        stop.event()  # a signal before the engine starts still stops it gracefully
 
     def on_signal(sig: signal.Signals) -> None:
         first = stop.signal is None
@@ -277,6 +279,9 @@ async def _guarded(coro: Coroutine[Any, Any, T], stop: Stop) -> T:
         except (ValueError, RuntimeError, NotImplementedError):
             continue  # not the main thread (tests), or a platform without it
         installed.append(sig)
+    early = _early.take()  # a signal while the command line was still loading
+    if early is not None:
+        on_signal(early)
     token = _STOP.set(stop)
     try:
         return await coro
@@ -375,16 +380,18 @@ class GlobalOptions:
             fail(f"{option}: {one_line(exc)}")
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
+def run_async(coro: Coroutine[Any, Any, T], *, graceful: bool = False) -> T:
     """Run a command's coroutine under the SIGINT/SIGTERM handler; map errors to statuses.
 
     A :class:`LosantError` escaping the coroutine is shown as ``Error: <one line>`` (never
     a traceback) and exits per :func:`exit_code_for`; a signal that cancelled the command
-    exits 130 (SIGINT) or 143 (SIGTERM).
+    exits 130 (SIGINT) or 143 (SIGTERM). With ``graceful`` the coroutine passes
+    :meth:`Stop.event` to its engine, and the first signal, even one that came while the
+    command line was loading, sets it instead of cancelling.
     """
     stop = Stop()
     try:
-        return run(_guarded(coro, stop))
+        return run(_guarded(coro, stop, graceful))
     except (KeyboardInterrupt, asyncio.CancelledError):
         if stop.signal is None:
             stop.signal = signal.SIGINT
@@ -455,7 +462,7 @@ def run_file_command(go: Coroutine[Any, Any, int], source: Any) -> NoReturn:
     """Run a file command's coroutine (:func:`run_async`), close its input, exit with its
     status."""
     try:
-        code = run_async(go)
+        code = run_async(go, graceful=True)
     finally:
         source.close()
     finish(code)

@@ -740,6 +740,13 @@ async def serve_forever(
         except (NotImplementedError, RuntimeError, ValueError):
             continue
         installed.append((sig, previous))
+    if installed:
+        # The command line records a signal that came while it was loading: stop at once.
+        from .. import _early
+
+        early = _early.take()
+        if early is not None:
+            on_signal(early)
     try:
         async with server:
             if on_ready is not None:

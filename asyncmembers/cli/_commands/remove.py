@@ -172,7 +172,8 @@ def remove(
         code = run_async(
             _remove_file(
                 client, rows, instance_id, run, options, mode, None if file == "-" else file
-            )
+            ),
+            graceful=True,
         )
     finally:
         rows.close()
