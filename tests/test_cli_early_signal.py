@@ -12,15 +12,14 @@ any command has put its own handlers in place.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.test_cli_subprocess import HANG_GUARD, IID, TOKEN, Server, _env, run
+from tests.test_cli_subprocess import server as server  # the fixture
 
 pytestmark = pytest.mark.subprocess
 
@@ -48,24 +47,22 @@ main(sys.argv[2:])
 """
 
 
-def launch(signals: str, *args: str) -> subprocess.CompletedProcess[str]:
+def python_c(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c code args`` to its end."""
     return subprocess.run(
-        [sys.executable, "-c", CHILD, signals, *args],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
-        env=_env(),
+        env={**_env(), **env},
         timeout=HANG_GUARD,
         check=False,
     )
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
-    try:
-        yield s
-    finally:
-        s.close()
+def launch(signals: str, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The console script's ``main(args)``, sent ``signals`` while it loads."""
+    api = () if url is None else ("--url", url, "--token", TOKEN)
+    return python_c(CHILD, signals, *api, *args)
 
 
 def members_csv(tmp_path: Path, n: int = 20) -> Path:
@@ -93,14 +90,11 @@ def test_import_stopped_while_loading_prints_its_summary_and_sends_nothing(
     args = ["import", str(members), "--instance", IID, "--journal", str(journal)]
     done = launch(
         sig,
-        "--url",
-        server.url,
-        "--token",
-        TOKEN,
         *args,
         "--no-progress",
         "--summary-json",
         str(summary),
+        url=server.url,
     )
     assert done.returncode == status, done.stderr
     assert "Import summary (interrupted: partial)" in done.stdout
@@ -120,16 +114,13 @@ def test_sync_stopped_while_loading_changes_nothing(server: Server, tmp_path: Pa
     run("add", "--instance", IID, "--email", "old@example.com", "--role", "view", url=server.url)
     done = launch(
         "SIGTERM",
-        "--url",
-        server.url,
-        "--token",
-        TOKEN,
         "sync",
         str(members_csv(tmp_path, 3)),
         "--instance",
         IID,
         "--prune",
         "--no-progress",
+        url=server.url,
     )
     assert done.returncode == 143, done.stderr
     assert "Traceback" not in done.stderr
@@ -141,15 +132,12 @@ def test_remove_file_stopped_while_loading_removes_nothing(server: Server, tmp_p
     run("import", str(members_csv(tmp_path, 3)), "--instance", IID, url=server.url)
     done = launch(
         "SIGTERM",
-        "--url",
-        server.url,
-        "--token",
-        TOKEN,
         "remove",
         str(members_csv(tmp_path, 3)),
         "--instance",
         IID,
         "--no-progress",
+        url=server.url,
     )
     assert done.returncode == 143, done.stderr
     assert "Traceback" not in done.stderr
@@ -157,7 +145,7 @@ def test_remove_file_stopped_while_loading_removes_nothing(server: Server, tmp_p
 
 
 def test_a_command_without_a_graceful_stop_is_cancelled(server: Server) -> None:
-    done = launch("SIGTERM", "--url", server.url, "--token", TOKEN, "list", "--instance", IID)
+    done = launch("SIGTERM", "list", "--instance", IID, url=server.url)
     assert done.returncode == 143, done.stderr
     assert "Terminated (SIGTERM)." in done.stderr
     assert "Traceback" not in done.stderr
@@ -197,13 +185,7 @@ def test_embedding_main_leaves_the_default_handlers_in_place() -> None:
         "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
         "print('ok')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        check=False,
-    )
+    done = python_c(code)
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "ok", done.stderr
 
 
@@ -215,14 +197,7 @@ def test_loading_the_package_does_not_load_aiohttp() -> None:
         "print(sorted(m for m in ('aiohttp', 'click', 'attrs') if m in sys.modules))\n"
         "from asyncmembers import Client\nprint('aiohttp' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD,
-        check=False,
-        env={**os.environ, "PYTHONWARNINGS": "error"},
-    )
+    done = python_c(code, PYTHONWARNINGS="error")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
 
