@@ -10,15 +10,34 @@ window ends the process at once with that status.
 
 Only the defaults are ever replaced, and only this module's handlers are put back: where a
 program embedding the command line installed its own, they are left alone.
+
+:func:`reopen_std_streams` gives a process started with file descriptor 0, 1 or 2 closed
+(a daemon, cron, ``>&-``) ``/dev/null`` in their place: otherwise the first socket takes
+descriptor 1 (uvloop then aborts on an assertion) and ``sys.stdout`` is ``None``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
+from typing import NoReturn
 
-__all__ = ["install", "status", "take", "untaken"]
+__all__ = [
+    "closed_at_start",
+    "install",
+    "interruptible",
+    "reopen_std_streams",
+    "status",
+    "take",
+    "untaken",
+]
+
+#: The standard streams ("stdin", "stdout", "stderr") the process was started without.
+closed_at_start: set[str] = set()
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[signal.Signals] = []
@@ -37,9 +56,33 @@ def word(sig: signal.Signals) -> str:
 
 def _record(signum: int, frame: FrameType | None) -> None:
     _received.append(signal.Signals(signum))
-    if len(_received) > 1:  # a second signal: stop at once, as a running command would
-        sys.stderr.write(f"{word(_received[0])}.\n")
-        raise SystemExit(status(_received[0]))
+    # A second signal stops at once, as a running command would; so does the first while
+    # the command waits for its input to begin (nothing was sent, and the read would
+    # otherwise go on waiting: a signal handler that returns lets it resume).
+    if len(_received) > 1 or _waiting:
+        _stop_now()
+
+
+def _stop_now() -> NoReturn:
+    sys.stderr.write(f"{word(_received[0])}.\n")
+    raise SystemExit(status(_received[0]))
+
+
+_waiting = False
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While inside, a signal ends the process at once (a read that may wait for a
+    producer: standard input, a FIFO)."""
+    global _waiting
+    if _received and not _taken:  # a signal came before: stop now rather than wait
+        _stop_now()
+    _waiting = True
+    try:
+        yield
+    finally:
+        _waiting = False
 
 
 def install() -> None:
@@ -78,3 +121,19 @@ def take() -> signal.Signals | None:
 def untaken() -> signal.Signals | None:
     """A signal recorded that no command took (``--help``, a usage error)."""
     return None if _taken or not _received else _received[0]
+
+
+def reopen_std_streams() -> None:
+    """Put ``/dev/null`` on standard descriptors the process was started without."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            closed_at_start.add(name)
+        if getattr(sys, name) is None:
+            stream = open(fd, "r" if fd == 0 else "w", closefd=False)  # noqa: SIM115
+            setattr(sys, name, stream)

@@ -51,6 +51,7 @@ written as ``\\xNN`` and other characters that cannot be encoded (lone surrogate
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -197,8 +198,17 @@ class ErrorReportWriter:
         return (*_MEMBER_COLUMNS, *(key for key in fields if key not in used))
 
     def _writerow(self, cells: Sequence[Any]) -> None:
-        self._csv.writerow([guard_cell(_text(cell)) for cell in cells])
-        self._stream.flush()
+        try:
+            self._csv.writerow([guard_cell(_text(cell)) for cell in cells])
+            self._stream.flush()
+        except OSError:
+            # e.g. the disk is full. The report is finished as it stands: close() must
+            # not raise the same error again flushing the bytes that did not fit.
+            self._closed = True
+            if self._owned is not None:
+                with contextlib.suppress(OSError):
+                    self._owned.close()
+            raise
 
     def write(self, row: object, error: BaseException) -> None:
         """Write one failed row and its error, and flush.

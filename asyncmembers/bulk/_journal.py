@@ -25,6 +25,7 @@ Rows lines: ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. On
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterable
@@ -215,6 +216,11 @@ class Journal:
         except OSError as exc:
             # e.g. the disk is full: the journal can no longer vouch for what was done, so
             # the run stops (as a LosantError, with its partial result) rather than go on.
+            # Closed now, the bytes that did not fit dropped: close() must not raise the
+            # same error again flushing them (and later outcomes are not written).
+            broken, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                broken.close()
             raise LosantError(
                 f"cannot write journal {self.path}: {exc.strerror or exc}; free space or "
                 "choose another --journal, then run the same command again to resume"

@@ -22,6 +22,7 @@ __all__ = ["cli", "main"]
 def main(args: list[str] | None = None) -> None:
     """The console script: run the CLI and exit with its status."""
     _early.install()
+    _early.reopen_std_streams()
     try:
         from ._app import main as run_cli
 

@@ -64,6 +64,8 @@ __all__ = [
     "run_async",
     "run_file_command",
     "say_report_rows",
+    "unwritable",
+    "write_failed_row",
 ]
 
 T = TypeVar("T")
@@ -447,6 +449,11 @@ def open_error_report(
         except LosantError as exc:
             on_refusal()
             raise CliError(one_line(exc), exit_code_for(exc)) from None
+    if summary_json is not None:
+        problem = unwritable(summary_json)
+        if problem is not None:
+            on_refusal()
+            raise CliError(f"--summary-json: cannot write {summary_json}: {problem}", EXIT_USAGE)
     if errors is None:
         return None
     try:
@@ -456,6 +463,35 @@ def open_error_report(
         raise CliError(
             f"--errors: cannot write {os.fspath(errors)}: {exc.strerror or exc}", EXIT_USAGE
         ) from None
+
+
+def write_failed_row(
+    report: ErrorReportWriter, path: str | os.PathLike[str] | None, row: object, error: Exception
+) -> None:
+    """Write one failed row to the ``--errors`` report; a write that fails (a full disk)
+    stops the run as a :class:`LosantError` naming the report (from ``on_outcome``, the
+    engine stops cleanly and raises it with the partial result)."""
+    try:
+        report.write(row, error)
+    except OSError as exc:
+        raise LosantError(
+            f"cannot write the error report {os.fspath(path) if path else ''}: "
+            f"{exc.strerror or exc}; free space or choose another --errors, then run the "
+            "same command again"
+        ) from exc
+
+
+def unwritable(path: str | os.PathLike[str]) -> str | None:
+    """Why a file could not be written at ``path`` later, or None (it is not created now)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "it is a directory"
+    if os.path.exists(path):
+        return None if os.access(path, os.W_OK) else "permission denied"
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        return f"no directory {parent}"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"permission denied in {parent}"
 
 
 def run_file_command(go: Coroutine[Any, Any, int], source: Any) -> NoReturn:

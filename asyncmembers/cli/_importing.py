@@ -21,7 +21,6 @@ import attrs
 from ..bulk import BulkResult, Outcome, Progress, StoppedError, bulk_import
 from ..client import Client
 from ..errors import LosantError
-from ..sources import Source
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -30,6 +29,7 @@ from ._common import (
     exit_code_for,
     one_line,
     open_error_report,
+    write_failed_row,
 )
 from ._output import (
     ProgressMode,
@@ -39,6 +39,7 @@ from ._output import (
     print_summary,
     write_summary_json,
 )
+from ._threaded import InputRows
 
 __all__ = ["ImportRun", "run_import"]
 
@@ -55,7 +56,7 @@ class ImportRun:
 
 async def run_import(
     client: Client,
-    source: Source,
+    source: InputRows,
     *,
     instance_id: str,
     concurrency: int = 16,
@@ -91,7 +92,7 @@ async def run_import(
 
     def on_outcome(outcome: Outcome) -> None:
         if report is not None and outcome.kind == "failed" and outcome.error is not None:
-            report.write(outcome.member, outcome.error)
+            write_failed_row(report, errors, outcome.member, outcome.error)
 
     display = make_progress(progress, live, label=label)
     out = out_console()
@@ -100,7 +101,12 @@ async def run_import(
     def summary_file(code: int, status: str, result: BulkResult | None, error: str | None) -> None:
         if summary_json is not None:
             write_summary_json(
-                summary_json, exit_status=code, status=status, result=result, error=error
+                summary_json,
+                exit_status=code,
+                status=status,
+                result=result,
+                error=error,
+                progress=live,
             )
 
     display.start()

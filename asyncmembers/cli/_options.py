@@ -6,6 +6,7 @@ Defined once here so ``import`` (and the commands that will join it: ``sync``,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -14,8 +15,10 @@ from typing import Any, TypeVar
 import attrs
 import click
 
-from ..sources import Source, SourceError, count_rows, open_source
+from .. import _early
+from ..sources import SourceError, count_rows, open_source
 from ._common import fail, one_line
+from ._threaded import InputRows, ThreadedRows, can_block, detached_stdin
 
 __all__ = [
     "RunOptions",
@@ -41,21 +44,35 @@ class SourceOptions:
     role_column: str | None = None
     default_role: str | None = None
 
-    def open(self, file: str) -> Source:
+    def open(self, file: str) -> InputRows:
         """Open ``file`` (``-`` for stdin); a file that cannot be read ends with exit 2."""
+        if file == "-" and "stdin" in _early.closed_at_start:
+            fail("-: cannot read standard input: it was closed when the command started")
+        # Input that can wait for a producer (a pipe, a FIFO) is read in a thread of its
+        # own, and a signal while its first bytes are awaited ends the command at once.
+        blocking = can_block(file)
+        stdin = detached_stdin() if blocking and file == "-" else None
         try:
-            return open_source(
-                file,
-                format=self.fmt,
-                encoding=self.encoding,
-                delimiter=self.delimiter,
-                email_column=self.email_column,
-                user_id_column=self.user_id_column,
-                role_column=self.role_column,
-                default_role=self.default_role,
-            )
-        except SourceError as exc:
-            fail(one_line(exc))
+            with _early.interruptible() if blocking else contextlib.nullcontext():
+                source = open_source(
+                    file,
+                    format=self.fmt,
+                    encoding=self.encoding,
+                    delimiter=self.delimiter,
+                    email_column=self.email_column,
+                    user_id_column=self.user_id_column,
+                    role_column=self.role_column,
+                    default_role=self.default_role,
+                    stdin=stdin,
+                    name="<stdin>" if stdin is not None else None,
+                )
+        except BaseException as exc:
+            if stdin is not None:
+                stdin.close()
+            if isinstance(exc, SourceError):
+                fail(one_line(exc))
+            raise
+        return ThreadedRows(source, owned=stdin) if blocking else source
 
     def estimate(self, file: str) -> int | None:
         """The row count estimate for the progress bar (``None`` when unknown)."""

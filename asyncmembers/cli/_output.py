@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import os
 import re
 import sys
 from typing import IO, Any, Final, Literal, Protocol
@@ -27,9 +28,10 @@ from rich.progress import (
 from rich.table import Table
 
 from ..bulk import BulkResult, RemoveResult, SyncPlan, SyncResult
+from ..bulk import Progress as LiveProgress
 from ..models import InstanceMember, InstanceMembers, converter
 from ..report import guard_cell
-from ._common import cli_wording, is_terminal
+from ._common import CliError, cli_wording, is_terminal
 
 __all__ = [
     "MEMBER_COLUMNS",
@@ -79,14 +81,43 @@ PLAIN_INTERVAL: Final = 2.0
 RICH_INTERVAL: Final = 0.1
 
 
+class _Console(Console):
+    """A rich console whose reader may go away (``| head``, a closed log pipe).
+
+    rich's default answer to a broken pipe is ``SystemExit(1)`` raised wherever the
+    console was printing: inside the progress task it tore the running import down, and
+    in the summary it lost ``--summary-json`` and the exit status. Here the console goes
+    quiet instead, its descriptor is pointed at ``/dev/null`` (so no later write or the
+    interpreter's final flush fails again), and the command goes on: what it prints is
+    a view, the work and the summary file are what count.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        silence(self.file)
+
+
+def silence(stream: IO[str]) -> None:
+    """Point ``stream``'s descriptor at ``/dev/null`` (its reader went away)."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def out_console() -> Console:
     """A console on the current stdout (looked up now, so test runners can capture it)."""
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    return _Console(file=sys.stdout, highlight=False, soft_wrap=False)
 
 
 def err_console() -> Console:
     """A console on the current stderr."""
-    return Console(file=sys.stderr, highlight=False)
+    return _Console(file=sys.stderr, highlight=False)
 
 
 # -- members ---------------------------------------------------------------------------
@@ -399,12 +430,14 @@ def write_summary_json(
     result: Any | None,
     error: str | None = None,
     command: str = "import",
+    progress: LiveProgress | None = None,
 ) -> None:
     """Write the run's figures as JSON for a batch job (``--summary-json PATH``).
 
     ``result.to_dict()`` (counts, failures by type, elapsed, requests, retries) plus
     ``command`` (import, sync, remove), ``exit_status``, ``status`` (complete,
-    interrupted, stopped) and ``error``.
+    interrupted, stopped) and ``error``. Without a result (a second signal cancelled the
+    run), the counts of the rows accounted for are taken from ``progress``.
     """
     data: dict[str, Any] = {
         "command": command,
@@ -414,9 +447,36 @@ def write_summary_json(
     }
     if result is not None:
         data.update(result.to_dict())
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    elif progress is not None:
+        data.update(_progress_counts(progress, command))
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    except OSError as exc:  # checked before the run; the disk can still fill up
+        raise CliError(
+            f"--summary-json: cannot write {path}: {exc.strerror or exc}", exit_status or 2
+        ) from None
+
+
+def _progress_counts(progress: LiveProgress, command: str) -> dict[str, int]:
+    """A result's counts, from the live progress of a run that has no result."""
+    if command == "sync":
+        counts = {
+            "added": progress.created,
+            "updated": progress.updated,
+            "removed": progress.removed,
+            "unchanged": progress.skipped,
+        }
+    elif command == "remove":
+        counts = {"removed": progress.removed, "skipped": progress.skipped}
+    else:
+        counts = {
+            "created": progress.created,
+            "updated": progress.updated,
+            "skipped": progress.skipped,
+        }
+    return {"total": progress.done, **counts, "failed": progress.failed}
 
 
 class ImportProgress(Protocol):
@@ -482,7 +542,10 @@ class _PlainProgress(_Ticker):
         if total and p.eta is not None:
             line += f", ETA {duration(p.eta)}"
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        self.console.file.flush()
+        try:
+            self.console.file.flush()
+        except BrokenPipeError:
+            self.console.on_broken_pipe()
 
 
 class _RichProgress(_Ticker):

@@ -31,7 +31,6 @@ from ..bulk import (
 )
 from ..client import Client
 from ..errors import LosantError, ValidationError
-from ..sources import Source
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -40,6 +39,7 @@ from ._common import (
     exit_code_for,
     one_line,
     open_error_report,
+    write_failed_row,
 )
 from ._output import (
     ProgressMode,
@@ -50,6 +50,7 @@ from ._output import (
     print_summary,
     write_summary_json,
 )
+from ._threaded import InputRows
 
 __all__ = ["SyncRun", "removal_report_row", "run_sync"]
 
@@ -76,7 +77,7 @@ def removal_report_row(member: Mapping[str, Any]) -> dict[str, Any]:
 
 async def run_sync(
     client: Client,
-    source: Source,
+    source: InputRows,
     *,
     instance_id: str,
     prune: bool = False,
@@ -125,7 +126,7 @@ async def run_sync(
             member = outcome.member
             if isinstance(member, Mapping):
                 member = removal_report_row(member)
-            report.write(member, outcome.error)
+            write_failed_row(report, errors, member, outcome.error)
 
     def summary_file(code: int, status: str, result: SyncResult | None, error: str | None) -> None:
         if summary_json is not None:
@@ -135,6 +136,7 @@ async def run_sync(
                 status=status,
                 result=result,
                 error=error,
+                progress=live,
                 command="sync",
             )
 

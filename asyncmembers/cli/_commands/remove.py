@@ -20,7 +20,6 @@ from ...client import Client
 from ...errors import LosantError, NotFoundError, ValidationError
 from ...models import InstanceMemberPost
 from ...resources import members_path
-from ...sources import Source
 from .._app import api_options
 from .._common import (
     EXIT_FAILED,
@@ -37,6 +36,7 @@ from .._common import (
     open_error_report,
     run_async,
     say_report_rows,
+    write_failed_row,
 )
 from .._options import RunOptions, SourceOptions, run_options, source_options
 from .._output import (
@@ -48,6 +48,7 @@ from .._output import (
     progress_mode,
     write_summary_json,
 )
+from .._threaded import InputRows
 
 __all__ = ["remove"]
 
@@ -182,7 +183,7 @@ def remove(
 
 async def _remove_file(
     client: Client,
-    rows: Source,
+    rows: InputRows,
     instance_id: str,
     run: RunOptions,
     options: GlobalOptions,
@@ -209,7 +210,7 @@ async def _remove_file(
 
     def on_outcome(outcome: Outcome) -> None:
         if report is not None and outcome.kind == "failed" and outcome.error is not None:
-            report.write(outcome.member, outcome.error)
+            write_failed_row(report, run.errors, outcome.member, outcome.error)
 
     def summary_file(
         code: int, status: str, result: RemoveResult | None, error: str | None
@@ -221,6 +222,7 @@ async def _remove_file(
                 status=status,
                 result=result,
                 error=error,
+                progress=live,
                 command="remove",
             )
 
