@@ -38,6 +38,36 @@ def test_benchmarks_smoke_mode_runs_every_scenario_and_prints_the_summary() -> N
 
 
 @pytest.mark.subprocess
+def test_a_cold_jobs_import_region_loads_what_the_job_uses() -> None:
+    """The overhead scenario splits a cold job's CPU into import and run: the import
+    region must load the library the job runs (asyncmembers loads its public names on
+    first use; importing the package alone left its import in the run)."""
+    code = (
+        "import sys\n"
+        "from benchmarks._clients import import_library\n"
+        "before = set(sys.modules)\n"
+        "import_library(sys.argv[1])\n"
+        "print(sorted(m for m in ('aiohttp', 'asyncmembers.client', 'asyncmembers.bulk') "
+        "if m in sys.modules and m not in before))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    loaded = {}
+    for client in ("raw_gather", "bulk"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, client],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        loaded[client] = proc.stdout.strip()
+    assert loaded["raw_gather"] == "['aiohttp']"
+    assert loaded["bulk"] == "['aiohttp', 'asyncmembers.bulk', 'asyncmembers.client']"
+
+
+@pytest.mark.subprocess
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
 def test_instruction_counts_per_row_are_positive_and_repeat() -> None:
     """``python -m benchmarks.instructions`` counts (start-up cancelled out), so it
