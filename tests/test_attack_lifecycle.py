@@ -27,20 +27,12 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli_subprocess import HANG_GUARD, IID, TOKEN, Server, _env, cli, run
+from tests.test_cli_subprocess import server as server  # the fixture
 
 pytestmark = pytest.mark.subprocess
 
 #: How long a process may take to stop once it has been told to (a hang guard only).
 STOP_GUARD = 20.0
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def members_csv(tmp_path: Path, n: int, role: str = "view", prefix: str = "user") -> Path:

@@ -37,7 +37,7 @@ from ._output import (
     out_console,
     print_failures,
     print_summary,
-    write_summary_json,
+    summary_writer,
 )
 from ._threaded import InputRows
 
@@ -98,16 +98,7 @@ async def run_import(
     out = out_console()
     report_path = None if errors is None else os.fspath(errors)
 
-    def summary_file(code: int, status: str, result: BulkResult | None, error: str | None) -> None:
-        if summary_json is not None:
-            write_summary_json(
-                summary_json,
-                exit_status=code,
-                status=status,
-                result=result,
-                error=error,
-                progress=live,
-            )
+    summary_file = summary_writer(summary_json, live)
 
     display.start()
     try:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from typing import IO, Any, Final, Literal, Protocol
 
 from rich import box
@@ -457,6 +458,27 @@ def write_summary_json(
         raise CliError(
             f"--summary-json: cannot write {path}: {exc.strerror or exc}", exit_status or 2
         ) from None
+
+
+def summary_writer(
+    path: str | None, progress: LiveProgress, command: str = "import"
+) -> Callable[[int, str, Any | None, str | None], None]:
+    """``write(exit_status, status, result, error)`` for one run's ``--summary-json``
+    (a no-op without one); without a result, the counts come from ``progress``."""
+
+    def write(code: int, status: str, result: Any | None, error: str | None) -> None:
+        if path is not None:
+            write_summary_json(
+                path,
+                exit_status=code,
+                status=status,
+                result=result,
+                error=error,
+                command=command,
+                progress=progress,
+            )
+
+    return write
 
 
 def _progress_counts(progress: LiveProgress, command: str) -> dict[str, int]:

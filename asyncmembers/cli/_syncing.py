@@ -48,7 +48,7 @@ from ._output import (
     print_failures,
     print_plan,
     print_summary,
-    write_summary_json,
+    summary_writer,
 )
 from ._threaded import InputRows
 
@@ -128,17 +128,7 @@ async def run_sync(
                 member = removal_report_row(member)
             write_failed_row(report, errors, member, outcome.error)
 
-    def summary_file(code: int, status: str, result: SyncResult | None, error: str | None) -> None:
-        if summary_json is not None:
-            write_summary_json(
-                summary_json,
-                exit_status=code,
-                status=status,
-                result=result,
-                error=error,
-                progress=live,
-                command="sync",
-            )
+    summary_file = summary_writer(summary_json, live, "sync")
 
     try:
         result = await sync_members(

@@ -46,7 +46,7 @@ from .._output import (
     print_failures,
     print_summary,
     progress_mode,
-    write_summary_json,
+    summary_writer,
 )
 from .._threaded import InputRows
 
@@ -212,19 +212,7 @@ async def _remove_file(
         if report is not None and outcome.kind == "failed" and outcome.error is not None:
             write_failed_row(report, run.errors, outcome.member, outcome.error)
 
-    def summary_file(
-        code: int, status: str, result: RemoveResult | None, error: str | None
-    ) -> None:
-        if run.summary_json is not None:
-            write_summary_json(
-                run.summary_json,
-                exit_status=code,
-                status=status,
-                result=result,
-                error=error,
-                progress=live,
-                command="remove",
-            )
+    summary_file = summary_writer(run.summary_json, live, "remove")
 
     def again_hint() -> str:
         how = f"the journal {run.journal} lists" if run.journal is not None else "already removed"
