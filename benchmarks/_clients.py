@@ -154,6 +154,20 @@ def _stalls(
     return {"count": len(gaps), "seconds": sum(gaps)}
 
 
+def _by_input_end(times: list[float], t0: float, p: dict[str, Any]) -> int | None:
+    """Completions by the time the input stopped (``seconds`` after ``t0``), if asked for.
+
+    A run whose last 429 pause straddles the end of its input finishes up to a second
+    later with as many rows: counted over the whole run, that pause, with nothing left to
+    send after it, read as lost goodput (95.6 % against 98.5-98.9 % in traces of the
+    rate-limited scenario). Over the input's window both clients are judged alike.
+    """
+    if not p.get("timeline"):
+        return None
+    end = t0 + p["seconds"]
+    return sum(1 for t in times if t <= end)
+
+
 def _first_error(failures: list[Any]) -> str | None:
     if not failures:
         return None
@@ -192,6 +206,7 @@ async def _bulk_async(p: dict[str, Any]) -> dict[str, Any]:
     return w.result(
         steady_rps=_steady_rps(times, w.t0, p),
         stalls=_stalls(times, p),
+        ok_by_input_end=_by_input_end(times, w.t0, p),
         rows=result.total,
         ok=result.created,
         skipped=result.skipped,
@@ -388,6 +403,7 @@ async def _naive_async(p: dict[str, Any]) -> dict[str, Any]:
     requests = sum(statuses.values())
     return w.result(
         stalls=_stalls(times, p),
+        ok_by_input_end=_by_input_end(times, w.t0, p),
         rows=requests - statuses[429] + gave_up,
         ok=statuses[200],
         failed=requests - statuses[429] - statuses[200] + gave_up,
