@@ -45,12 +45,13 @@ _taken = False
 
 
 def status(sig: signal.Signals) -> int:
-    """The exit status for ``sig``: 143 for SIGTERM, 130 for SIGINT."""
+    """The exit status for ``sig``: 143 for SIGTERM, 130 for SIGINT (the command line's
+    ``EXIT_TERMINATED`` and ``EXIT_INTERRUPTED``; this module loads before it)."""
     return 143 if sig == signal.SIGTERM else 130
 
 
 def word(sig: signal.Signals) -> str:
-    """How the command line says it stopped on ``sig``."""
+    """How the command line says it stopped on ``sig`` (``Stop.word`` too)."""
     return "Terminated (SIGTERM)" if sig == signal.SIGTERM else "Interrupted"
 
 

@@ -144,14 +144,21 @@ def _steady_rps(times: list[float], t0: float, p: dict[str, Any]) -> float | Non
 
 
 def _stalls(
-    times: list[float], p: dict[str, Any], threshold: float = 0.3
+    times: list[float], t0: float, p: dict[str, Any], threshold: float = 0.3
 ) -> dict[str, float] | None:
-    """Gaps of at least ``threshold`` s between completions (pauses), if asked for."""
+    """Gaps of at least ``threshold`` s between completions (pauses), if asked for, and
+    when the last one began and ended (seconds after ``t0``)."""
     if not p.get("timeline") or len(times) < 2:
         return None
     times = sorted(times)
-    gaps = [b - a for a, b in itertools.pairwise(times) if b - a >= threshold]
-    return {"count": len(gaps), "seconds": sum(gaps)}
+    gaps = [(a, b) for a, b in itertools.pairwise(times) if b - a >= threshold]
+    last = gaps[-1] if gaps else (t0, t0)
+    return {
+        "count": len(gaps),
+        "seconds": sum(b - a for a, b in gaps),
+        "last_from": last[0] - t0,
+        "last_to": last[1] - t0,
+    }
 
 
 def _by_input_end(times: list[float], t0: float, p: dict[str, Any]) -> int | None:
@@ -205,7 +212,7 @@ async def _bulk_async(p: dict[str, Any]) -> dict[str, Any]:
             )
     return w.result(
         steady_rps=_steady_rps(times, w.t0, p),
-        stalls=_stalls(times, p),
+        stalls=_stalls(times, w.t0, p),
         ok_by_input_end=_by_input_end(times, w.t0, p),
         rows=result.total,
         ok=result.created,
@@ -402,7 +409,7 @@ async def _naive_async(p: dict[str, Any]) -> dict[str, Any]:
             await asyncio.gather(*(worker() for _ in range(c)))
     requests = sum(statuses.values())
     return w.result(
-        stalls=_stalls(times, p),
+        stalls=_stalls(times, w.t0, p),
         ok_by_input_end=_by_input_end(times, w.t0, p),
         rows=requests - statuses[429] + gave_up,
         ok=statuses[200],

@@ -845,7 +845,8 @@ def rate_limited(cfg: Config) -> Section:
         )
     s.notes.append(
         "stalls: gaps of 0.3 s or more in which no row completed (e.g. every worker paused for "
-        "a Retry-After); each second of stall costs up to the limit's worth of rows"
+        "a Retry-After), and when the last one was, in seconds from the start; each second "
+        "of stall costs up to the limit's worth of rows"
     )
     s.notes.append(
         "the naive client: fixed workers over raw aiohttp, each retrying its own request with "
@@ -857,7 +858,10 @@ def rate_limited(cfg: Config) -> Section:
 def _stall_text(st: dict[str, float] | None) -> str:
     if not st:
         return "-"
-    return f"{st['count']:.0f}, {st['seconds']:.1f} s"
+    text = f"{st['count']:.0f}, {st['seconds']:.1f} s"
+    if st["count"] and "last_from" in st:
+        text += f"; last {st['last_from']:.1f}–{st['last_to']:.1f} s"
+    return text
 
 
 # -- 5. memory -------------------------------------------------------------------------------

@@ -241,11 +241,11 @@ class Stop:
     @property
     def exit_code(self) -> int:
         """143 after SIGTERM, else 130."""
-        return EXIT_TERMINATED if self.signal == signal.SIGTERM else EXIT_INTERRUPTED
+        return _early.status(self.signal or signal.SIGINT)
 
     @property
     def word(self) -> str:
-        return "Terminated (SIGTERM)" if self.signal == signal.SIGTERM else "Interrupted"
+        return _early.word(self.signal or signal.SIGINT)
 
 
 _STOP: Final[contextvars.ContextVar[Stop]] = contextvars.ContextVar("asyncmembers_stop")
