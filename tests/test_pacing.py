@@ -100,3 +100,52 @@ async def test_try_acquire_takes_a_free_turn_at_once_and_refuses_what_must_wait(
     clock.now += 2.0
     assert not pacer.try_acquire()  # the adaptive rate paces every later attempt
     assert pacer.requests == 3 and pacer._in_flight == 0
+
+
+async def test_the_rate_grows_back_to_the_measured_limit_then_probes_above_it_slowly() -> None:
+    # 200/s measured between two 429s; the rate restarts at 97% of it after the pause.
+    pacer, clock = _pacer()
+    _answers(pacer, clock, 300, 0.5)
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    clock.now += 1.0
+    _answers(pacer, clock, 500, 1.5)  # 200/s over the 2.5 s between the two 429s
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    assert pacer._ceiling == pytest.approx(200)
+    clock.now = pacer._pause_until
+    rates = []
+    for _ in range(60):  # one growth step a second, as the waiting workers call it
+        clock.now += 1.0
+        assert pacer._rate is not None
+        pacer._grow(clock.now)
+        rates.append(pacer._rate)
+    # Back to the measured limit at 1% a second (97% -> 100% in three steps), no further.
+    assert rates[2] == pytest.approx(200 * _pacing.BACKOFF_FRACTION * 1.01**3)
+    assert rates[3] == pytest.approx(200)
+    # Then probing: 0.1% a second for the first seconds, 0.2% from 5 s on, ... Nine seconds
+    # past the limit the rate is 1.4% over it (growing 1% a second it would be 9.4% over,
+    # and the server's bucket would have emptied within those nine seconds).
+    assert rates[12] == pytest.approx(200 * 1.001**4 * 1.002**5)
+    # After 45 s without a 429 it grows 1% a second again: a limit that rose is found.
+    assert rates[59] / rates[58] == pytest.approx(1.01)
+    assert rates[49] / rates[48] == pytest.approx(1.01)
+    assert rates[47] / rates[46] == pytest.approx(1.009)
+
+
+async def test_a_429_during_the_probe_measures_the_limit_again() -> None:
+    pacer, clock = _pacer()
+    _answers(pacer, clock, 300, 0.5)
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    clock.now += 1.0
+    _answers(pacer, clock, 500, 1.5)  # 200/s over the 2.5 s between the two 429s
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    # The server's limit rose to 250/s: the next interval lets 250/s through.
+    clock.now = pacer._pause_until
+    _answers(pacer, clock, 2750, 10.0)  # over the 11 s since the last 429, pause included
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    assert pacer._ceiling == pytest.approx(250, rel=0.02)
+    assert pacer._rate == pytest.approx(pacer._ceiling * _pacing.BACKOFF_FRACTION)

@@ -7,9 +7,11 @@ attempt (it implements the session's ``AttemptGate``):
   instead of each worker waiting on its own and the others running into the limit.
 * **Adaptive rate.** On the first 429 of a pause, the rate is set just under the rate the
   server let requests through since the previous such 429 (see :meth:`Pacer._on_rate_limited`
-  for why that interval); while no 429 comes it grows by 1% a second, so a rate-limited
-  server is driven close to its limit with few 429s. After a pause, the requests the
-  server's bucket refilled meanwhile go out first, without waiting for the rate.
+  for why that interval); while no 429 comes it grows by 1% a second back up to that
+  measured limit, then probes above it slowly (0.1% a second at first, faster the longer
+  no 429 comes: the plateau of TCP CUBIC), so a rate-limited server is driven close to its
+  limit with few 429s. After a pause, the requests the server's bucket refilled meanwhile
+  go out first, without waiting for the rate.
 * **Adaptive concurrency** (AIMD): the number of attempts in flight is halved on a 429
   pause and grows by about one for each window of successes, up to ``concurrency``.
 * An optional fixed ``max_rate`` (requests/s) from the caller, with aiolimiter.
@@ -32,8 +34,14 @@ DEFAULT_PAUSE = 1.0
 MAX_PAUSE = 60.0
 #: Fraction of the measured limit to run at after a 429.
 BACKOFF_FRACTION = 0.97
-#: Growth of the adaptive rate per second without a 429.
+#: Growth of the adaptive rate per second without a 429, up to the last measured limit.
 GROWTH_PER_SECOND = 1.01
+#: Above the last measured limit the rate probes for a higher one: its growth per second
+#: starts at PROBE_GROWTH and rises by as much every PROBE_STEP seconds without a 429, back
+#: to GROWTH_PER_SECOND after 45 s. Growing 1% a second past the limit drained the server's
+#: bucket ~10 s after each pause, and every 429 costs a whole Retry-After for all workers.
+PROBE_GROWTH = 0.001
+PROBE_STEP = 5.0
 #: Shortest interval a rate is measured over (a 429 in the first milliseconds).
 MIN_INTERVAL = 0.05
 #: Share of the server's estimated refill during a pause that is sent at once after it.
@@ -72,6 +80,10 @@ class Pacer:
         self._rate: float | None = None
         self._next_slot = 0.0
         self._last_growth = 0.0
+        # The server's limit as last measured (None until a measurement is exact), and when
+        # the rate grew back to it: probing above it starts slowly from then.
+        self._ceiling: float | None = None
+        self._probe_from = 0.0
         # Answers the server let through (anything but a 429) since _interval_start: a
         # counter, where a deque of success times cost a clock read and an append per row.
         self._let_through = 0
@@ -188,11 +200,21 @@ class Pacer:
             await asyncio.sleep(slot - now)
 
     def _grow(self, now: float) -> None:
-        """Raise the adaptive rate by GROWTH_PER_SECOND for each second without a 429."""
+        """Raise the adaptive rate for each second without a 429: by GROWTH_PER_SECOND up
+        to the last measured limit, then by a probe that starts at PROBE_GROWTH."""
         assert self._rate is not None
-        if now - self._last_growth >= 1.0 and now > self._pause_until:
-            self._last_growth = now
-            self._set_rate(self._rate * GROWTH_PER_SECOND)
+        if now - self._last_growth < 1.0 or now <= self._pause_until:
+            return
+        self._last_growth = now
+        rate, ceiling = self._rate, self._ceiling
+        if ceiling is None or rate < ceiling:
+            rate *= GROWTH_PER_SECOND
+            if ceiling is not None and rate >= ceiling:
+                rate, self._probe_from = ceiling, now
+        else:
+            steps = 1 + int((now - self._probe_from) / PROBE_STEP)
+            rate *= 1.0 + min(GROWTH_PER_SECOND - 1.0, PROBE_GROWTH * steps)
+        self._set_rate(rate)
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
         self.rate_limited += 1
@@ -212,12 +234,15 @@ class Pacer:
         measured = self._let_through / interval
         if self._first_interval is None:
             self._first_interval = (self._let_through, interval)
-        elif self._burst is None and measured > 0:
-            # Up to the first 429 the server let through its whole bucket plus its rate
-            # times the interval; with the rate now known, the rest is the bucket's size
-            # (an underestimate if the import ran slower than the limit for a while).
-            let_through, seconds = self._first_interval
-            self._burst = max(0.0, let_through - measured * seconds)
+        elif measured > 0:
+            self._ceiling = measured
+            if self._burst is None:
+                # Up to the first 429 the server let through its whole bucket plus its
+                # rate times the interval; with the rate now known, the rest is the
+                # bucket's size (an underestimate if the import ran slower than the limit
+                # for a while).
+                let_through, seconds = self._first_interval
+                self._burst = max(0.0, let_through - measured * seconds)
         self._let_through = 0
         self._interval_start = now
         # No answer let through at all since the last 429: halve whatever rate was in force.
