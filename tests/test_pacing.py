@@ -102,8 +102,8 @@ async def test_try_acquire_takes_a_free_turn_at_once_and_refuses_what_must_wait(
     assert pacer.requests == 3 and pacer._in_flight == 0
 
 
-async def test_the_rate_grows_back_to_the_measured_limit_then_probes_above_it_slowly() -> None:
-    # 200/s measured between two 429s; the rate restarts at 97% of it after the pause.
+def _measured_at_200() -> tuple[Pacer, Clock]:
+    """A pacer that has measured a 200/s limit between its first two 429s, paused."""
     pacer, clock = _pacer()
     _answers(pacer, clock, 300, 0.5)
     pacer._in_flight += 1
@@ -112,6 +112,12 @@ async def test_the_rate_grows_back_to_the_measured_limit_then_probes_above_it_sl
     _answers(pacer, clock, 500, 1.5)  # 200/s over the 2.5 s between the two 429s
     pacer._in_flight += 1
     pacer.release("POST", 429, 1.0)
+    return pacer, clock
+
+
+async def test_the_rate_grows_back_to_the_measured_limit_then_probes_above_it_slowly() -> None:
+    # 200/s measured between two 429s; the rate restarts at 97% of it after the pause.
+    pacer, clock = _measured_at_200()
     assert pacer._ceiling == pytest.approx(200)
     clock.now = pacer._pause_until
     rates = []
@@ -134,14 +140,7 @@ async def test_the_rate_grows_back_to_the_measured_limit_then_probes_above_it_sl
 
 
 async def test_a_429_during_the_probe_measures_the_limit_again() -> None:
-    pacer, clock = _pacer()
-    _answers(pacer, clock, 300, 0.5)
-    pacer._in_flight += 1
-    pacer.release("POST", 429, 1.0)
-    clock.now += 1.0
-    _answers(pacer, clock, 500, 1.5)  # 200/s over the 2.5 s between the two 429s
-    pacer._in_flight += 1
-    pacer.release("POST", 429, 1.0)
+    pacer, clock = _measured_at_200()
     # The server's limit rose to 250/s: the next interval lets 250/s through.
     clock.now = pacer._pause_until
     _answers(pacer, clock, 2750, 10.0)  # over the 11 s since the last 429, pause included
