@@ -132,3 +132,13 @@ def test_an_import_on_asyncio_makes_no_memory_mapping_per_answer() -> None:
     # Start-up maps a few hundred regions (libraries, arenas); one per answer would add 400.
     assert counts.get("munmap", 0) < rows // 4, counts
     assert counts.get("mremap", 0) < rows // 4, counts
+
+
+def test_pacer_simulation_runs_the_real_pacer_in_virtual_time() -> None:
+    """benchmarks.pacer_sim: a 200/s bucket admits about 200/s of simulated sending."""
+    from benchmarks.pacer_sim import simulate
+
+    server = simulate(200, 200, seconds=20.0)
+    ok = server.count(200, 5.0, 20.0)
+    assert 0.9 * 200 * 15 <= ok <= 200 * 15 + 200  # the limit, with its bucket at most
+    assert server.count(429, 0.0, 20.0) > 0  # it found the limit by running into it
