@@ -123,8 +123,8 @@ def check_accounts(srv: RecordingServer, result: am.BulkResult) -> None:
 KNOWN = pytest.mark.xfail(
     strict=True,
     reason=(
-        "known defect, open: after a 429 the pacer's rate estimate can come out far below "
-        "the limit and is left only slowly (python -m benchmarks.pacer_sim)"
+        "known, open: after a 429 the pacer's estimate can come out far below the limit; "
+        "it is left within ~10 s (tests/test_pacing_sim.py), not within these windows"
     ),
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from asyncmembers.bulk import _pacing
@@ -42,7 +44,9 @@ async def test_the_rate_is_measured_from_one_429_to_the_next_not_inflated_by_the
     pacer.release("POST", 429, 1.0)
     assert pacer.rate_limited == 1
     # The first estimate includes the initial bucket: high, and corrected by the next.
-    assert pacer._rate == pytest.approx(600 * _pacing.BACKOFF_FRACTION)
+    # Nothing confirms it yet: no backoff, and a fast probe above it.
+    assert pacer._rate == pytest.approx(600)
+    assert pacer._probe == _pacing.UNSURE_PROBE
     assert pacer._credit == 0
     clock.now += 1.0  # the pause
     _answers(pacer, clock, 240, 0.2)  # the refill (200) at once, and 0.2 s of the rate
@@ -51,7 +55,8 @@ async def test_the_rate_is_measured_from_one_429_to_the_next_not_inflated_by_the
     pacer.release("POST", 429, 1.0)
     # 500 answers between the two 429s (2.5 s apart): exactly the server's 200/s. A
     # trailing one-second window would have read 200 + part of the burst: ~350/s.
-    assert pacer._rate == pytest.approx(200 * _pacing.BACKOFF_FRACTION)
+    assert pacer._rate == pytest.approx(200)
+    assert pacer._probe == _pacing.UNSURE_PROBE  # 200 after 600: not confirmed yet
     # The bucket: 300 let through in the first 0.5 s, 100 of them the rate's.
     assert pacer._burst == pytest.approx(200)
     # What the bucket refills during the next 1 s pause goes out first (most of it).
@@ -61,7 +66,14 @@ async def test_the_rate_is_measured_from_one_429_to_the_next_not_inflated_by_the
     pacer._in_flight += 1
     pacer.release("POST", 429, 1.0)
     assert pacer.rate_limited == 3
+    assert pacer._rate == pytest.approx(200)
+    # A third measurement that agrees: the limit is known, the rate backs off under it.
+    clock.now += 1.0
+    _answers(pacer, clock, 500, 1.5)
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
     assert pacer._rate == pytest.approx(200 * _pacing.BACKOFF_FRACTION)
+    assert pacer._probe == _pacing.KNOWN_PROBE
 
 
 async def test_rate_slots_are_one_over_the_rate_apart_and_start_after_the_pause(
@@ -103,48 +115,81 @@ async def test_try_acquire_takes_a_free_turn_at_once_and_refuses_what_must_wait(
 
 
 def _measured_at_200() -> tuple[Pacer, Clock]:
-    """A pacer that has measured a 200/s limit between its first two 429s, paused."""
+    """A pacer that has measured a 200/s limit twice in a row (after a first, high
+    estimate that includes the server's initial bucket), paused."""
+    pacer, clock = _pacer()
+    _answers(pacer, clock, 300, 0.5)
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    for _ in range(2):
+        clock.now += 1.0
+        _answers(pacer, clock, 500, 1.5)  # 200/s over the 2.5 s between two 429s
+        pacer._in_flight += 1
+        pacer.release("POST", 429, 1.0)
+    return pacer, clock
+
+
+def _growth_steps(pacer: Pacer, clock: Clock, seconds: int) -> list[float]:
+    """The rate after each of ``seconds`` growth steps, one a second from the pause's end."""
+    clock.now = pacer._pause_until
+    rates = []
+    for _ in range(seconds):  # one growth step a second, as the waiting workers call it
+        clock.now += 1.0
+        assert pacer._rate is not None
+        pacer._grow(clock.now)
+        rates.append(pacer._rate)
+    return rates
+
+
+async def test_the_rate_grows_back_to_the_known_limit_then_probes_above_it_slowly() -> None:
+    pacer, clock = _measured_at_200()
+    assert pacer._ceiling == pytest.approx(200)
+    assert pacer._probe == _pacing.KNOWN_PROBE
+    rates = _growth_steps(pacer, clock, 60)
+    # Back to the measured limit at 1% a second (97% -> 100% in three steps), no further.
+    assert rates[2] == pytest.approx(200 * _pacing.BACKOFF_FRACTION * 1.01**3)
+    assert rates[3] == pytest.approx(200)
+    # Then probing: 0.1% a second at first, doubling every 5 s. Nine seconds past the
+    # limit the rate is under 2% over it (growing 1% a second it would be 9.4% over, and
+    # the server's bucket would have emptied within those nine seconds).
+    assert 200 < rates[12] < 200 * 1.02
+    steps = [b / a - 1 for a, b in itertools.pairwise(rates[3:])]
+    assert steps[0] == pytest.approx(0.001 * 2 ** (1 / 5))
+    assert steps[10] == pytest.approx(2 * steps[5])  # doubles every 5 s
+    # A limit that rose is still found: 35 s past it, the rate grows 12.8% a second.
+    assert steps[34] == pytest.approx(0.001 * 2**7)
+
+
+async def test_an_unconfirmed_limit_is_probed_fast() -> None:
+    """A measured limit that the next 429 does not confirm may be far too low (a bucket
+    smaller than a pause's refill, a 429 that was not the limit's): the rate starts at it
+    and its growth starts at 1% a second and doubles every second."""
     pacer, clock = _pacer()
     _answers(pacer, clock, 300, 0.5)
     pacer._in_flight += 1
     pacer.release("POST", 429, 1.0)
     clock.now += 1.0
-    _answers(pacer, clock, 500, 1.5)  # 200/s over the 2.5 s between the two 429s
+    _answers(pacer, clock, 60, 0.5)  # 40/s over the 1.5 s since the first 429
     pacer._in_flight += 1
     pacer.release("POST", 429, 1.0)
-    return pacer, clock
-
-
-async def test_the_rate_grows_back_to_the_measured_limit_then_probes_above_it_slowly() -> None:
-    # 200/s measured between two 429s; the rate restarts at 97% of it after the pause.
-    pacer, clock = _measured_at_200()
-    assert pacer._ceiling == pytest.approx(200)
-    clock.now = pacer._pause_until
-    rates = []
-    for _ in range(60):  # one growth step a second, as the waiting workers call it
-        clock.now += 1.0
-        assert pacer._rate is not None
-        pacer._grow(clock.now)
-        rates.append(pacer._rate)
-    # Back to the measured limit at 1% a second (97% -> 100% in three steps), no further.
-    assert rates[2] == pytest.approx(200 * _pacing.BACKOFF_FRACTION * 1.01**3)
-    assert rates[3] == pytest.approx(200)
-    # Then probing: 0.1% a second for the first seconds, 0.2% from 5 s on, ... Nine seconds
-    # past the limit the rate is 1.4% over it (growing 1% a second it would be 9.4% over,
-    # and the server's bucket would have emptied within those nine seconds).
-    assert rates[12] == pytest.approx(200 * 1.001**4 * 1.002**5)
-    # After 45 s without a 429 it grows 1% a second again: a limit that rose is found.
-    assert rates[59] / rates[58] == pytest.approx(1.01)
-    assert rates[49] / rates[48] == pytest.approx(1.01)
-    assert rates[47] / rates[46] == pytest.approx(1.009)
+    assert pacer._ceiling == pytest.approx(40)
+    assert pacer._probe == _pacing.UNSURE_PROBE
+    rates = _growth_steps(pacer, clock, 8)
+    assert rates[0] == pytest.approx(40 * (1 + 0.01 * 2))
+    # Eight seconds later it is over five times the estimate (1% a second: 8%).
+    assert rates[7] > 5 * 40
 
 
 async def test_a_429_during_the_probe_measures_the_limit_again() -> None:
     pacer, clock = _measured_at_200()
-    # The server's limit rose to 250/s: the next interval lets 250/s through.
+    # The server's limit rose to 250/s (bucket 250): its refill at the end of the pause,
+    # then 250/s for 10 s.
     clock.now = pacer._pause_until
-    _answers(pacer, clock, 2750, 10.0)  # over the 11 s since the last 429, pause included
+    _answers(pacer, clock, 250, 0.01)
+    _answers(pacer, clock, 2500, 10.0)
     pacer._in_flight += 1
     pacer.release("POST", 429, 1.0)
+    # 250 after 200: not confirmed, so no backoff under it and a fast probe above it.
     assert pacer._ceiling == pytest.approx(250, rel=0.02)
-    assert pacer._rate == pytest.approx(pacer._ceiling * _pacing.BACKOFF_FRACTION)
+    assert pacer._rate == pytest.approx(pacer._ceiling)
+    assert pacer._probe == _pacing.UNSURE_PROBE

@@ -7,11 +7,12 @@ attempt (it implements the session's ``AttemptGate``):
   instead of each worker waiting on its own and the others running into the limit.
 * **Adaptive rate.** On the first 429 of a pause, the rate is set just under the rate the
   server let requests through since the previous such 429 (see :meth:`Pacer._on_rate_limited`
-  for why that interval); while no 429 comes it grows by 1% a second back up to that
-  measured limit, then probes above it slowly (0.1% a second at first, faster the longer
-  no 429 comes: the plateau of TCP CUBIC), so a rate-limited server is driven close to its
-  limit with few 429s. After a pause, the requests the server's bucket refilled meanwhile
-  go out first, without waiting for the rate.
+  for why that interval); while no 429 comes it grows back to that measured limit, then
+  probes above it, faster the longer no 429 comes (the plateau and probe of TCP CUBIC):
+  slowly (from 0.1% a second) once two measurements agree, fast (from 1% a second) while
+  the last one may be far too low. A rate-limited server is driven close to its limit
+  with few 429s. After a pause, the requests the server's bucket refilled meanwhile go
+  out first, without waiting for the rate; the others take new slots.
 * **Adaptive concurrency** (AIMD): the number of attempts in flight is halved on a 429
   pause and grows by about one for each window of successes, up to ``concurrency``.
 * An optional fixed ``max_rate`` (requests/s) from the caller, with aiolimiter.
@@ -36,12 +37,23 @@ MAX_PAUSE = 60.0
 BACKOFF_FRACTION = 0.97
 #: Growth of the adaptive rate per second without a 429, up to the last measured limit.
 GROWTH_PER_SECOND = 1.01
-#: Above the last measured limit the rate probes for a higher one: its growth per second
-#: starts at PROBE_GROWTH and rises by as much every PROBE_STEP seconds without a 429, back
-#: to GROWTH_PER_SECOND after 45 s. Growing 1% a second past the limit drained the server's
-#: bucket ~10 s after each pause, and every 429 costs a whole Retry-After for all workers.
-PROBE_GROWTH = 0.001
-PROBE_STEP = 5.0
+#: Above the last measured limit the rate probes for a higher one; its growth per second
+#: starts at (first) and doubles every (seconds) without a 429, up to MAX_GROWTH. Once two
+#: measurements in a row agree (within AGREE), the limit is known: the probe is slow
+#: (growing 1% a second past it, the rate ran into the limit again ~10 s after each
+#: pause, and every 429 stops all workers for a whole Retry-After). Until then the
+#: measurement may be far too low (a bucket smaller than a pause's refill, a 429 that was
+#: not the limit's, an input slower than the limit, a limit that rose): the probe is fast.
+KNOWN_PROBE = (0.001, 5.0)
+UNSURE_PROBE = (0.01, 1.0)
+MAX_GROWTH = 2.0
+AGREE = 0.05
+#: While unsure, the rate the server let through just before a 429 (answers per window of
+#: at least WINDOW seconds and WINDOW_ANSWERS answers, from SETTLE seconds after the last
+#: pause, ending within 2 * WINDOW of the 429) also bounds the limit from below.
+WINDOW = 0.25
+WINDOW_ANSWERS = 10
+SETTLE = 0.5
 #: Shortest interval a rate is measured over (a 429 in the first milliseconds).
 MIN_INTERVAL = 0.05
 #: Share of the server's estimated refill during a pause that is sent at once after it.
@@ -80,10 +92,17 @@ class Pacer:
         self._rate: float | None = None
         self._next_slot = 0.0
         self._last_growth = 0.0
-        # The server's limit as last measured (None until a measurement is exact), and when
-        # the rate grew back to it: probing above it starts slowly from then.
+        # The server's limit as last estimated (None before the first 429), the probe
+        # above it (KNOWN_PROBE or UNSURE_PROBE) and since when, and the last measurement
+        # from one 429 to the next (two that agree make the limit known).
         self._ceiling: float | None = None
+        self._probe = UNSURE_PROBE
         self._probe_from = 0.0
+        self._measured: float | None = None
+        # Once a rate is in force: answers let through per window (see WINDOW).
+        self._window_start = 0.0
+        self._window_count = 0
+        self._window: tuple[float, float] | None = None  # (end, answers/s)
         # Answers the server let through (anything but a 429) since _interval_start: a
         # counter, where a deque of success times cost a clock read and an append per row.
         self._let_through = 0
@@ -152,15 +171,20 @@ class Pacer:
         try:
             if self._fixed is not None:
                 await self._fixed.acquire()
-            if self._rate is not None:
-                if self._credit > 0:
-                    self._credit -= 1
-                else:
-                    await self._rate_slot()
-            # A 429 may have started a pause while this attempt queued for the rate: it
-            # waits that out too, instead of running into the limit it just heard about.
-            wait = self._pause_until - loop.time()
-            if wait > 0:
+            while True:
+                if self._rate is not None:
+                    if self._credit > 0:
+                        self._credit -= 1
+                    else:
+                        await self._rate_slot()
+                # A 429 may have started a pause while this attempt queued for the rate:
+                # it waits that out too, instead of running into the limit it just heard
+                # about, and then takes a new slot: every attempt that queued would
+                # otherwise go at the end of the pause at once, a wave the server's
+                # bucket may not hold.
+                wait = self._pause_until - loop.time()
+                if wait <= 0:
+                    break
                 await asyncio.sleep(wait)
         except BaseException:
             self._in_flight -= 1
@@ -176,6 +200,8 @@ class Pacer:
             self._on_rate_limited(retry_after)
         elif status is not None:
             self._let_through += 1
+            if self._rate is not None:
+                self._count_answer()
             if status < 500 and self._limit < self._max and self._adaptive:
                 self._limit = min(float(self._max), self._limit + 1.0 / self._limit)
         self._wake()
@@ -199,9 +225,18 @@ class Pacer:
         if slot > now:
             await asyncio.sleep(slot - now)
 
+    def _count_answer(self) -> None:
+        now = self._loop.time()
+        if now < self._window_start:
+            return  # the end of a pause: the bucket's refill, not a rate
+        if now - self._window_start >= WINDOW and self._window_count >= WINDOW_ANSWERS:
+            self._window = (now, self._window_count / (now - self._window_start))
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+
     def _grow(self, now: float) -> None:
         """Raise the adaptive rate for each second without a 429: by GROWTH_PER_SECOND up
-        to the last measured limit, then by a probe that starts at PROBE_GROWTH."""
+        to the estimated limit, then by the probe (KNOWN_PROBE or UNSURE_PROBE)."""
         assert self._rate is not None
         if now - self._last_growth < 1.0 or now <= self._pause_until:
             return
@@ -212,8 +247,9 @@ class Pacer:
             if ceiling is not None and rate >= ceiling:
                 rate, self._probe_from = ceiling, now
         else:
-            steps = 1 + int((now - self._probe_from) / PROBE_STEP)
-            rate *= 1.0 + min(GROWTH_PER_SECOND - 1.0, PROBE_GROWTH * steps)
+            first, seconds = self._probe
+            doublings = min(32.0, (now - self._probe_from) / seconds)
+            rate *= 1.0 + min(MAX_GROWTH - 1.0, first * 2.0**doublings)
         self._set_rate(rate)
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
@@ -229,25 +265,37 @@ class Pacer:
         # interval: a refill during a pause, spent in a burst after it, does not inflate
         # the estimate (a trailing one-second window of successes read ~255/s for a
         # 200/s limit, so every episode ended with the next). Before the first 429 the
-        # bucket started full, so the first estimate is high; the second one is exact.
+        # bucket started full, so the first estimate is high; the next one is exact if the
+        # bucket held the pause's whole refill and the import kept up with the limit, and
+        # too low otherwise (see KNOWN_PROBE).
         interval = max(now - self._interval_start, MIN_INTERVAL)
         measured = self._let_through / interval
+        backoff = BACKOFF_FRACTION
+        if measured > 0:
+            previous, self._measured = self._measured, measured
+            if previous is not None and abs(measured - previous) <= AGREE * previous:
+                self._probe = KNOWN_PROBE
+            else:
+                # Maybe far too low: the rate let through just before this 429 bounds it
+                # too, and the probe above it is fast.
+                self._probe, backoff = UNSURE_PROBE, 1.0
+                window = self._window
+                if window is not None and now - window[0] <= 2 * WINDOW:
+                    measured = max(measured, window[1])
+            self._ceiling = measured
         if self._first_interval is None:
             self._first_interval = (self._let_through, interval)
-        elif measured > 0:
-            self._ceiling = measured
-            if self._burst is None:
-                # Up to the first 429 the server let through its whole bucket plus its
-                # rate times the interval; with the rate now known, the rest is the
-                # bucket's size (an underestimate if the import ran slower than the limit
-                # for a while).
-                let_through, seconds = self._first_interval
-                self._burst = max(0.0, let_through - measured * seconds)
+        elif measured > 0 and self._burst is None:
+            # Up to the first 429 the server let through its whole bucket plus its rate
+            # times the interval; with the rate now known, the rest is the bucket's size
+            # (an underestimate if the import ran slower than the limit for a while).
+            let_through, seconds = self._first_interval
+            self._burst = max(0.0, let_through - measured * seconds)
         self._let_through = 0
         self._interval_start = now
         # No answer let through at all since the last 429: halve whatever rate was in force.
         fallback = (self._rate or float(self._max)) / 2
-        self._set_rate(measured * BACKOFF_FRACTION if measured > 0 else fallback)
+        self._set_rate(measured * backoff if measured > 0 else fallback)
         self._next_slot = self._pause_until
         # The bucket refills while everyone waits: sending that refill at once after the
         # pause (and only then the measured rate) is what keeps a pause from costing a
@@ -255,7 +303,9 @@ class Pacer:
         self._credit = 0
         if self._burst is not None and measured > 0:
             self._credit = int(CREDIT_FRACTION * min(self._burst, measured * pause))
-        self._last_growth = self._pause_until
+        self._last_growth = self._probe_from = self._pause_until
+        self._window_start, self._window_count = self._pause_until + SETTLE, 0
+        self._window = None
         self._limit = max(1.0, self._limit / 2)
 
     def _set_rate(self, rate: float) -> None:
