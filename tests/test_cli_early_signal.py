@@ -12,6 +12,7 @@ any command has put its own handlers in place.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,14 @@ main(sys.argv[2:])
 """
 
 
+def _terminal_signals() -> None:
+    # As a terminal starts a command. A shell's background job (`bash .ci/run &`) passes
+    # SIGINT on ignored, and Python, like the command line, leaves an inherited ignore
+    # alone: the SIGINT tests here would then see the signal ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def python_c(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -c code args`` to its end."""
     return subprocess.run(
@@ -56,6 +65,7 @@ def python_c(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[s
         env={**_env(), **env},
         timeout=HANG_GUARD,
         check=False,
+        preexec_fn=_terminal_signals,
     )
 
 
