@@ -120,6 +120,33 @@ def check_accounts(srv: RecordingServer, result: am.BulkResult) -> None:
     assert result.failed == 0, result.failures_by_type()
 
 
+async def measure(
+    srv: RecordingServer,
+    members: Any,
+    *,
+    concurrency: int,
+    after: float,
+    seconds: float,
+    first: Callable[[], Any] | None = None,
+) -> tuple[float, float]:
+    """Run the import and return the window it is judged over: ``seconds`` long,
+    starting ``after`` seconds after ``first()`` (a coroutine function: an event to
+    wait for, a change of the limit) returned, or after the start."""
+    window: list[float] = []
+
+    async def body() -> None:
+        if first is not None:
+            await first()
+        await asyncio.sleep(after)
+        window.append(time.monotonic())
+        await asyncio.sleep(seconds)
+        window.append(time.monotonic())
+
+    await run_for(srv, members, concurrency=concurrency, body=body)
+    start, end = window
+    return start, end
+
+
 KNOWN = pytest.mark.xfail(
     strict=True,
     reason=(
@@ -145,18 +172,14 @@ async def test_defect_rate_limit_raised_mid_import_is_not_followed() -> None:
     the rise, time enough to find a limit 8x higher. Expected: at least 40% of it.
     """
     async with server(Faults(rate_limit=50.0)) as srv:
-        window: list[float] = []
 
-        async def body() -> None:
+        async def first() -> None:
             await asyncio.sleep(1.5)
             srv.faults = Faults(rate_limit=400.0)
-            await asyncio.sleep(1.5)
-            window.append(time.monotonic())
-            await asyncio.sleep(3.0)
-            window.append(time.monotonic())
 
-        await run_for(srv, iter(rows(20_000)), concurrency=32, body=body)
-        start, end = window
+        start, end = await measure(
+            srv, iter(rows(20_000)), concurrency=32, after=1.5, seconds=3.0, first=first
+        )
         admitted = srv.admitted(start, end)
     admissible = 400.0 * (end - start)
     assert admitted >= 0.4 * admissible, (
@@ -176,16 +199,7 @@ async def test_defect_small_bucket_settles_far_below_the_limit() -> None:
     40% of the limit once the start-up 429s are past.
     """
     async with server(Faults(rate_limit=300.0, rate_limit_burst=30.0)) as srv:
-        window: list[float] = []
-
-        async def body() -> None:
-            await asyncio.sleep(2.0)
-            window.append(time.monotonic())
-            await asyncio.sleep(3.0)
-            window.append(time.monotonic())
-
-        await run_for(srv, iter(rows(20_000)), concurrency=32, body=body)
-        start, end = window
+        start, end = await measure(srv, iter(rows(20_000)), concurrency=32, after=2.0, seconds=3.0)
         admitted = srv.admitted(start, end)
     admissible = 300.0 * (end - start)
     assert admitted >= 0.4 * admissible, (
@@ -204,16 +218,7 @@ async def test_defect_concurrency_one_crawls_at_one_row_per_second() -> None:
     gets a 50x slower import. Expected: at least 30% of the limit.
     """
     async with server(Faults(rate_limit=50.0, rate_limit_burst=1.0)) as srv:
-        window: list[float] = []
-
-        async def body() -> None:
-            await asyncio.sleep(1.5)
-            window.append(time.monotonic())
-            await asyncio.sleep(3.0)
-            window.append(time.monotonic())
-
-        await run_for(srv, iter(rows(5_000)), concurrency=1, body=body)
-        start, end = window
+        start, end = await measure(srv, iter(rows(5_000)), concurrency=1, after=1.5, seconds=3.0)
         admitted = srv.admitted(start, end)
     admissible = 50.0 * (end - start)
     assert admitted >= 0.3 * admissible, (
@@ -233,16 +238,7 @@ async def test_defect_low_limit_tiny_bucket_one_row_per_second_and_most_requests
     limit, and 429s at most a third of the requests in the window.
     """
     async with server(Faults(rate_limit=5.0, rate_limit_burst=1.0)) as srv:
-        window: list[float] = []
-
-        async def body() -> None:
-            await asyncio.sleep(1.5)
-            window.append(time.monotonic())
-            await asyncio.sleep(5.0)
-            window.append(time.monotonic())
-
-        await run_for(srv, iter(rows(500)), concurrency=16, body=body)
-        start, end = window
+        start, end = await measure(srv, iter(rows(500)), concurrency=16, after=1.5, seconds=5.0)
         admitted = srv.admitted(start, end)
         refused = srv.refused(start, end)
     admissible = 5.0 * (end - start)
@@ -282,17 +278,9 @@ async def test_defect_a_few_spurious_429s_cut_the_rate_for_good() -> None:
         return None
 
     async with server(Faults(rate_limit=300.0), extra_429=extra_429) as srv:
-        window: list[float] = []
-
-        async def body() -> None:
-            await strays_over.wait()
-            await asyncio.sleep(2.0)
-            window.append(time.monotonic())
-            await asyncio.sleep(3.0)
-            window.append(time.monotonic())
-
-        await run_for(srv, iter(rows(20_000)), concurrency=16, body=body)
-        start, end = window
+        start, end = await measure(
+            srv, iter(rows(20_000)), concurrency=16, after=2.0, seconds=3.0, first=strays_over.wait
+        )
         admitted = srv.admitted(start, end)
         assert (
             srv.refused(start, end) == 0
@@ -326,17 +314,9 @@ async def test_defect_input_slower_than_the_limit_then_fast_stays_slow() -> None
             yield {"email": f"fast{i}@example.com", "role": "view"}
 
     async with server(Faults(rate_limit=200.0, rate_limit_burst=20.0)) as srv:
-        window: list[float] = []
-
-        async def body() -> None:
-            await fast.wait()
-            await asyncio.sleep(2.0)
-            window.append(time.monotonic())
-            await asyncio.sleep(3.0)
-            window.append(time.monotonic())
-
-        await run_for(srv, source(), concurrency=16, body=body)
-        start, end = window
+        start, end = await measure(
+            srv, source(), concurrency=16, after=2.0, seconds=3.0, first=fast.wait
+        )
         admitted = srv.admitted(start, end)
     admissible = 200.0 * (end - start)
     assert admitted >= 0.4 * admissible, (
