@@ -63,3 +63,27 @@ def test_a_known_limit_is_held_with_a_429_every_twenty_seconds_or_so() -> None:
     server = simulate(200, 200, seconds=60.0)
     assert share(server, 15, 60, 200) >= 0.97
     assert server.count(429, 15, 60) <= 5  # a few 429s, each ~one probe's overshoot
+
+
+@pytest.mark.parametrize(
+    ("name", "run", "limit", "before"),
+    [
+        ("small bucket", lambda: simulate(300, 30), 300, "58%"),
+        ("concurrency 1, bucket 1", lambda: simulate(50, 1, concurrency=1), 50, "70%"),
+        (
+            "slow input, bucket 20",
+            lambda: simulate(200, 20, concurrency=16, rows_by=lambda t: 20 * t if t < 2 else 1e12),
+            200,
+            "63%",
+        ),
+    ],
+)
+def test_a_bucket_smaller_than_a_pauses_refill_is_not_taken_for_a_lower_limit(
+    name: str, run: Callable[[], Server], limit: float, before: str
+) -> None:
+    """Between two 429s a bucket smaller than a pause's refill lets through less than the
+    limit times the interval; two such measurements agreed, and the pacer held a
+    "known" limit far below the real one for good (``before``: 30-60 s in)."""
+    server = run()
+    got = share(server, 30, 60, limit)
+    assert got >= 0.8, f"{name}: {got:.0%} of the limit 30-60 s in (before the fix: {before})"
