@@ -113,6 +113,9 @@ class Pacer:
         self._burst: float | None = None
         # When the last pause ended (the requests since are the rate's, and the refill's).
         self._active_from = 0.0
+        # Attempts since the last 429, and how many of them waited for their turn.
+        self._requests_from = 0
+        self._waited = 0
         # Attempts that may skip the adaptive rate: the server's refill during a pause.
         self._credit = 0
         self.requests = 0
@@ -152,8 +155,9 @@ class Pacer:
 
     async def _wait_for_turn(self) -> None:
         loop = self._loop
+        start = loop.time()
         if self._rate is not None:
-            self._grow(loop.time())
+            self._grow(start)
         while True:
             wait = self._pause_until - loop.time()
             if wait > 0:
@@ -188,6 +192,8 @@ class Pacer:
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
+            if loop.time() > start:
+                self._waited += 1
         except BaseException:
             self._in_flight -= 1
             self.requests -= 1
@@ -289,9 +295,25 @@ class Pacer:
         ):
             measured = max(measured, min(window[1], (self._let_through - self._burst) / active))
         backoff = BACKOFF_FRACTION
+        if self._first_interval is not None and self._burst is None and measured > 0:
+            # Up to the first 429 the server let through its whole bucket plus its rate
+            # times the interval; with the rate now measured, the rest is the bucket's
+            # size (an underestimate if the import ran slower than the limit for a while).
+            let_through, seconds = self._first_interval
+            self._burst = max(0.0, let_through - measured * seconds)
+        # Exact at once when the bucket held the pause's refill and the import kept up
+        # (most attempts waited for their turn: the pacer, not the input, set the pace).
+        clean = (
+            self._burst is not None
+            and self._burst >= 0.9 * measured * (self._active_from - self._interval_start)
+            and self.requests > self._requests_from
+            and self._waited >= 0.5 * (self.requests - self._requests_from)
+        )
         if measured > 0:
             previous, self._measured = self._measured, measured
-            if previous is not None and abs(measured - previous) <= AGREE * previous:
+            if clean:
+                self._probe, backoff = KNOWN_PROBE, 1.0
+            elif previous is not None and abs(measured - previous) <= AGREE * previous:
                 self._probe = KNOWN_PROBE
             else:
                 # Maybe far too low: the rate let through just before this 429 bounds it
@@ -302,13 +324,8 @@ class Pacer:
             self._ceiling = measured
         if self._first_interval is None:
             self._first_interval = (self._let_through, interval)
-        elif measured > 0 and self._burst is None:
-            # Up to the first 429 the server let through its whole bucket plus its rate
-            # times the interval; with the rate now known, the rest is the bucket's size
-            # (an underestimate if the import ran slower than the limit for a while).
-            let_through, seconds = self._first_interval
-            self._burst = max(0.0, let_through - measured * seconds)
         self._let_through = 0
+        self._waited, self._requests_from = 0, self.requests
         self._interval_start = now
         # No answer let through at all since the last 429: halve whatever rate was in force.
         fallback = (self._rate or float(self._max)) / 2
