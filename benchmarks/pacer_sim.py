@@ -189,9 +189,41 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[tuple[float, float]], Callable[[
 ]
 
 
+#: The grid: limits (requests/s), buckets as a fraction of a second's worth, concurrency.
+GRID_LIMITS = (20.0, 200.0, 600.0, 2000.0)
+GRID_BUCKETS = (0.02, 0.1, 0.5, 1.0, 2.0)
+GRID_CONCURRENCY = (4, 32)
+
+
+def pauses(server: Server, start: float, end: float) -> int:
+    """Episodes of 429s (one shared pause each) from ``start`` to ``end``."""
+    times = [t for t, s in server.log if s == 429 and start <= t < end]
+    return sum(1 for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 0.5)
+
+
+def grid(seconds: float = 40.0) -> list[tuple[float, float, int, float, float, int]]:
+    """Every limit x bucket x concurrency of the grid: (limit, bucket, concurrency, share
+    of the limit 2-10 s in, share from 10 s to the end, pauses from 10 s to the end)."""
+    rows = []
+    for limit in GRID_LIMITS:
+        for fraction in GRID_BUCKETS:
+            bucket = max(1.0, limit * fraction)
+            for concurrency in GRID_CONCURRENCY:
+                server = simulate(limit, bucket, concurrency=concurrency, seconds=seconds)
+                early = server.count(200, 2, 10) / (limit * 8)
+                late = server.count(200, 10, seconds) / (limit * (seconds - 10))
+                rows.append((limit, bucket, concurrency, early, late, pauses(server, 10, seconds)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pacer_sim", description=__doc__)
     ap.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per run")
+    ap.add_argument(
+        "--grid",
+        action="store_true",
+        help="also run 40 limits x buckets x concurrency (40 s each, ~25 s) and summarise",
+    )
     args = ap.parse_args(argv)
     for name, kwargs, windows, limit_at in SCENARIOS:
         server = simulate(seconds=args.seconds, **kwargs)
@@ -204,6 +236,22 @@ def main(argv: list[str] | None = None) -> int:
             ok, refused = server.count(200, a, b), server.count(429, a, b)
             cells.append(f"{a:g}-{b:g} s: {ok / admissible:6.1%}, {refused:3d} 429s")
         print(f"{name:42} " + " | ".join(cells), flush=True)
+    if args.grid:
+        rows = grid()
+        late = [r[4] for r in rows]
+        print(
+            f"grid of {len(rows)} (limits {GRID_LIMITS}, buckets x{GRID_BUCKETS} of a second's "
+            f"worth, concurrency {GRID_CONCURRENCY}): share of the limit 2-10 s in, mean "
+            f"{sum(r[3] for r in rows) / len(rows):.1%}; 10-40 s in, mean "
+            f"{sum(late) / len(late):.1%}, min {min(late):.1%}, {sum(x < 0.85 for x in late)} "
+            f"under 85%; pauses 10-40 s in: {sum(r[5] for r in rows)}"
+        )
+        for limit, bucket, concurrency, early, late_share, n in rows:
+            if late_share < 0.85:
+                print(
+                    f"  {limit:g}/s, bucket {bucket:g}, concurrency {concurrency}: "
+                    f"{early:.0%} 2-10 s in, {late_share:.0%} 10-40 s in, {n} pauses"
+                )
     return 0
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from asyncmembers.bulk import _pacing
 from asyncmembers.bulk._pacing import Pacer
+from benchmarks.pacer_sim import VirtualLoop
 
 
 class Clock:
@@ -76,25 +79,64 @@ async def test_the_rate_is_measured_from_one_429_to_the_next_not_inflated_by_the
     assert pacer._probe == _pacing.KNOWN_PROBE
 
 
-async def test_rate_slots_are_one_over_the_rate_apart_and_start_after_the_pause(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pacer, clock = _pacer()
-    slept: list[float] = []
+def _in_virtual_time(body: Callable[[Pacer, list[float]], Awaitable[None]]) -> list[float]:
+    """Run ``body(pacer, times)`` on a loop whose clock jumps to the next timer."""
+    loop = VirtualLoop()
+    times: list[float] = []
 
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
+    async def main() -> None:
+        await body(Pacer(32, None), times)
 
-    monkeypatch.setattr(_pacing.asyncio, "sleep", sleep)
-    pacer._set_rate(1000.0)
-    pacer._next_slot = clock.now
-    for _ in range(4):
-        await pacer._rate_slot()  # the clock stands still: each waits one slot more
-    assert slept == pytest.approx([0.001, 0.002, 0.003])
-    # After a 429 the first slot is the end of the pause: nothing is sent during it.
-    pacer._in_flight += 1
-    pacer.release("POST", 429, 2.0)
-    assert pacer._next_slot == pacer._pause_until == clock.now + 2.0
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return times
+
+
+def test_rate_slots_are_one_over_the_rate_apart_and_start_after_the_pause() -> None:
+    async def body(pacer: Pacer, times: list[float]) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def attempt() -> None:
+            await pacer._rate_slot()
+            times.append(loop.time())
+
+        pacer._set_rate(1000.0)
+        await asyncio.gather(*(attempt() for _ in range(4)))
+        # After a 429 the first slot is the end of the pause: nothing is sent during it.
+        pacer._in_flight += 1
+        pacer.release("POST", 429, 2.0)
+        assert pacer._pause_until == pytest.approx(loop.time() + 2.0)
+        await attempt()
+
+    times = _in_virtual_time(body)
+    assert [t - times[0] for t in times[1:4]] == pytest.approx([0.001, 0.002, 0.003])
+    assert times[4] - times[3] == pytest.approx(2.0, abs=0.001)
+
+
+def test_a_rate_raised_while_attempts_queue_applies_to_them_at_once() -> None:
+    """Slots reserved on arrival kept their reservation's rate: eight attempts queued at
+    1/s went one a second for eight seconds after the rate had grown to 8/s."""
+
+    async def body(pacer: Pacer, times: list[float]) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def attempt() -> None:
+            await pacer._rate_slot()
+            times.append(loop.time())
+
+        pacer._set_rate(1.0)
+        queued = [asyncio.ensure_future(attempt()) for _ in range(9)]
+        await asyncio.sleep(0.5)  # the first went at once; eight queue a second apart
+        pacer._set_rate(8.0)
+        await asyncio.gather(*queued)
+
+    times = _in_virtual_time(body)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # The first queued one goes when the rate changes (its 1/8 s had passed), the rest
+    # 1/8 s apart: done 1.375 s in, where the old slots ran to 8 s.
+    assert gaps == pytest.approx([0.5] + [0.125] * 7)
 
 
 async def test_try_acquire_takes_a_free_turn_at_once_and_refuses_what_must_wait() -> None:
@@ -167,7 +209,8 @@ async def test_the_rate_grows_back_to_the_known_limit_then_probes_above_it_slowl
 async def test_an_unconfirmed_limit_is_probed_fast() -> None:
     """A measured limit that the next 429 does not confirm may be far too low (a bucket
     smaller than a pause's refill, a 429 that was not the limit's): the rate starts at it
-    and its growth starts at 1% a second and doubles every second."""
+    and doubles every second (TCP's slow start; growing 1% a second, then 2%, 4%, ..., it
+    took seven seconds to double)."""
     pacer, clock = _pacer()
     _answers(pacer, clock, 300, 0.5)
     pacer._in_flight += 1
@@ -178,10 +221,62 @@ async def test_an_unconfirmed_limit_is_probed_fast() -> None:
     pacer.release("POST", 429, 1.0)
     assert pacer._ceiling == pytest.approx(40)
     assert pacer._probe == _pacing.UNSURE_PROBE
-    rates = _growth_steps(pacer, clock, 8)
-    assert rates[0] == pytest.approx(40 * (1 + 0.01 * 2))
-    # Eight seconds later it is over five times the estimate (1% a second: 8%).
-    assert rates[7] > 5 * 40
+    rates = _growth_steps(pacer, clock, 5)
+    assert rates == pytest.approx([40 * 2**k for k in range(1, 6)])
+
+
+def _second_429(
+    pacer: Pacer,
+    clock: Clock,
+    answers: int,
+    *,
+    waited: int,
+    rate: float,
+    first: tuple[int, float] = (300, 0.5),
+) -> None:
+    """A first 429 after ``first`` (answers, seconds: by default a 200/s limit and its
+    200-request bucket), then ``answers`` over the 1 s pause and 0.1 s after it,
+    ``waited`` of 40 attempts having waited for their turn, at ``rate``, and a second 429."""
+    _answers(pacer, clock, *first)
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+    pacer._set_rate(rate)
+    pacer.requests += 40
+    pacer._waited += waited
+    clock.now += 1.0
+    _answers(pacer, clock, answers, 0.1)
+    pacer._in_flight += 1
+    pacer.release("POST", 429, 1.0)
+
+
+async def test_a_clean_second_measurement_is_the_limit_at_once() -> None:
+    """The import started fast and was held back by the pacer, and the bucket (its size
+    from the first interval) held the pause's refill: the measurement is exact, known at
+    once, without backoff (the benchmark's import paid a third pause ~6.5 s in to
+    confirm it)."""
+    pacer, clock = _pacer()
+    _second_429(pacer, clock, 220, waited=40, rate=600)  # 220 in 1.1 s: 200/s
+    assert pacer._probe == _pacing.KNOWN_PROBE
+    assert pacer._rate == pytest.approx(200)
+
+
+@pytest.mark.parametrize(
+    ("first", "answers", "waited", "rate", "why"),
+    [
+        # 300/s with a 30-request bucket: 33 answers in the first 0.01 s, then the 30 the
+        # pause refilled and 0.1 s of the rate (54.5/s over the 1.1 s): the bucket's size
+        # (~30) is under what a 54.5/s limit would have refilled in the pause (54.5).
+        ((33, 0.01), 60, 40, 3300, "a bucket smaller than the pause's refill"),
+        ((300, 0.5), 220, 40, 250, "the rate in force under 1.5x the measurement: no push"),
+        ((300, 0.5), 220, 10, 600, "most attempts did not wait: the input set the pace"),
+    ],
+)
+async def test_a_measurement_that_may_be_low_is_not_taken_as_the_limit(
+    first: tuple[int, float], answers: int, waited: int, rate: float, why: str
+) -> None:
+    pacer, clock = _pacer()
+    _second_429(pacer, clock, answers, waited=waited, rate=rate, first=first)
+    assert pacer._probe == _pacing.UNSURE_PROBE, why
 
 
 async def test_a_429_during_the_probe_measures_the_limit_again() -> None:

@@ -87,19 +87,3 @@ def test_a_bucket_smaller_than_a_pauses_refill_is_not_taken_for_a_lower_limit(
     server = run()
     got = share(server, 30, 60, limit)
     assert got >= 0.8, f"{name}: {got:.0%} of the limit 30-60 s in (before the fix: {before})"
-
-
-def _pauses(server: Server, start: float, end: float) -> int:
-    """Episodes of 429s (one pause each) between ``start`` and ``end``."""
-    times = [t for t, s in server.log if s == 429 and start <= t < end]
-    return sum(1 for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 0.5)
-
-
-def test_a_clean_second_measurement_is_taken_as_the_limit_at_once() -> None:
-    """The benchmark's server (200/s, a bucket that holds a pause's refill) with an import
-    that kept up: the second 429's measurement is exact, and the pacer holds it at once
-    instead of probing fast for a third (which cost one more pause ~6 s in)."""
-    server = simulate(200, 200, seconds=30.0)
-    assert _pauses(server, 0, 10) == 2  # the start's and the one that measures
-    assert _pauses(server, 0, 30) <= 4
-    assert share(server, 2, 30, 200) >= 0.98

@@ -7,12 +7,14 @@ attempt (it implements the session's ``AttemptGate``):
   instead of each worker waiting on its own and the others running into the limit.
 * **Adaptive rate.** On the first 429 of a pause, the rate is set just under the rate the
   server let requests through since the previous such 429 (see :meth:`Pacer._on_rate_limited`
-  for why that interval); while no 429 comes it grows back to that measured limit, then
-  probes above it, faster the longer no 429 comes (the plateau and probe of TCP CUBIC):
-  slowly (from 0.1% a second) once two measurements agree, fast (from 1% a second) while
-  the last one may be far too low. A rate-limited server is driven close to its limit
-  with few 429s. After a pause, the requests the server's bucket refilled meanwhile go
-  out first, without waiting for the rate; the others take new slots.
+  for why that interval, and how a bucket smaller than a pause's refill is told apart);
+  while no 429 comes it grows back to that measured limit, then probes above it, faster
+  the longer no 429 comes (the plateau and probe of TCP CUBIC): slowly (from 0.1% a
+  second) once the limit is known (two measurements agree, or one is clean), doubling
+  every second (TCP's slow start) while the last one may be far too low. A rate-limited
+  server is driven close to its limit with few 429s. After a pause, the requests the
+  server's bucket refilled meanwhile go out first, without waiting for the rate; the
+  others take new slots, handed out in order at the rate in force.
 * **Adaptive concurrency** (AIMD): the number of attempts in flight is halved on a 429
   pause and grows by about one for each window of successes, up to ``concurrency``.
 * An optional fixed ``max_rate`` (requests/s) from the caller, with aiolimiter.
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
@@ -37,16 +40,27 @@ MAX_PAUSE = 60.0
 BACKOFF_FRACTION = 0.97
 #: Growth of the adaptive rate per second without a 429, up to the last measured limit.
 GROWTH_PER_SECOND = 1.01
-#: Above the last measured limit the rate probes for a higher one; its growth per second
-#: starts at (first) and doubles every (seconds) without a 429, up to MAX_GROWTH. Once two
-#: measurements in a row agree (within AGREE), the limit is known: the probe is slow
-#: (growing 1% a second past it, the rate ran into the limit again ~10 s after each
-#: pause, and every 429 stops all workers for a whole Retry-After). Until then the
-#: measurement may be far too low (a bucket smaller than a pause's refill, a 429 that was
-#: not the limit's, an input slower than the limit, a limit that rose): the probe is fast.
-KNOWN_PROBE = (0.001, 5.0)
-UNSURE_PROBE = (0.01, 1.0)
-MAX_GROWTH = 2.0
+#: Above the last measured limit the rate probes for a higher one, in steps a second
+#: apart: its growth per second starts at ``first`` and doubles every ``doubling`` seconds
+#: without a 429, up to ``most``. Once two measurements in a row agree (within AGREE), or
+#: one is clean (see _on_rate_limited), the limit is known: the probe is slow (growing 1%
+#: a second past it, the rate ran into the limit again ~10 s after each pause, and every
+#: 429 stops all workers for a whole Retry-After). Until then the measurement may be far
+#: too low (a bucket smaller than a pause's refill, a 429 that was not the limit's, an
+#: input slower than the limit, a limit that rose, a first 429 that let nothing through):
+#: the rate doubles every second, as TCP's slow start does every round trip. (Doubling
+#: every half second, or in quarter-second steps, overshot buckets smaller than a
+#: pause's refill so often that they settled at 25-50% of the limit: pacer_sim.)
+
+
+class Probe(NamedTuple):
+    first: float
+    doubling: float
+    most: float
+
+
+KNOWN_PROBE = Probe(first=0.001, doubling=5.0, most=2.0)
+UNSURE_PROBE = Probe(first=1.0, doubling=math.inf, most=2.0)
 AGREE = 0.05
 #: While unsure, the rate the server let through just before a 429 (answers per window of
 #: at least WINDOW seconds and WINDOW_ANSWERS answers, from SETTLE seconds after the last
@@ -91,6 +105,9 @@ class Pacer:
         # over the rate set, enough to drain the server's bucket within seconds.)
         self._rate: float | None = None
         self._next_slot = 0.0
+        self._last_slot = 0.0
+        self._slot_queue: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._slot_timer: asyncio.TimerHandle | None = None
         self._last_growth = 0.0
         # The server's limit as last estimated (None before the first 429), the probe
         # above it (KNOWN_PROBE or UNSURE_PROBE) and since when, and the last measurement
@@ -225,13 +242,47 @@ class Pacer:
                 free -= 1
 
     async def _rate_slot(self) -> None:
-        """Wait for this attempt's slot: slots are 1/rate apart, handed out in order."""
+        """Wait for this attempt's slot: slots are 1/rate apart, handed out in order, each
+        at the rate in force when it is handed out. (Slots reserved on arrival kept the
+        rate of their reservation: 16 attempts queued at 1/s still went one a second for
+        16 s after the rate had grown to 8/s.)"""
+        assert self._rate is not None
+        loop = self._loop
+        if not self._slot_queue:
+            now = loop.time()
+            if self._next_slot <= now:
+                self._last_slot = now
+                self._next_slot = now + 1.0 / self._rate
+                return
+        fut: asyncio.Future[None] = loop.create_future()
+        self._slot_queue.append(fut)
+        if self._slot_timer is None:
+            self._slot_timer = loop.call_at(self._next_slot, self._hand_out_slots)
+        await fut
+
+    def _hand_out_slots(self) -> None:
+        """The slot timer: the next queued attempts whose slots have come go."""
+        self._slot_timer = None
         assert self._rate is not None
         now = self._loop.time()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + 1.0 / self._rate
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        queue = self._slot_queue
+        while queue and self._next_slot <= now:
+            fut = queue.popleft()
+            if fut.done():
+                continue  # cancelled while queued: its slot goes to the next
+            fut.set_result(None)
+            # From the slot's own time, so that a late timer does not slow the rate.
+            self._last_slot = self._next_slot
+            self._next_slot += 1.0 / self._rate
+        if queue:
+            self._slot_timer = self._loop.call_at(self._next_slot, self._hand_out_slots)
+
+    def _reschedule_slots(self, at: float) -> None:
+        """The next slot is at ``at`` (a new rate, or the end of a pause)."""
+        self._next_slot = at
+        if self._slot_timer is not None:
+            self._slot_timer.cancel()
+            self._slot_timer = self._loop.call_at(at, self._hand_out_slots)
 
     def _count_answer(self) -> None:
         now = self._loop.time()
@@ -246,18 +297,18 @@ class Pacer:
         """Raise the adaptive rate for each second without a 429: by GROWTH_PER_SECOND up
         to the estimated limit, then by the probe (KNOWN_PROBE or UNSURE_PROBE)."""
         assert self._rate is not None
+        probe = self._probe
         if now - self._last_growth < 1.0 or now <= self._pause_until:
             return
         self._last_growth = now
         rate, ceiling = self._rate, self._ceiling
-        if ceiling is None or rate < ceiling:
+        if ceiling is not None and rate < ceiling:
             rate *= GROWTH_PER_SECOND
-            if ceiling is not None and rate >= ceiling:
+            if rate >= ceiling:
                 rate, self._probe_from = ceiling, now
         else:
-            first, seconds = self._probe
-            doublings = min(32.0, (now - self._probe_from) / seconds)
-            rate *= 1.0 + min(MAX_GROWTH - 1.0, first * 2.0**doublings)
+            doublings = min(32.0, (now - self._probe_from) / probe.doubling)
+            rate *= 1.0 + min(probe.most - 1.0, probe.first * 2.0**doublings)
         self._set_rate(rate)
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
@@ -278,22 +329,6 @@ class Pacer:
         # too low otherwise (see KNOWN_PROBE).
         interval = max(now - self._interval_start, MIN_INTERVAL)
         measured = self._let_through / interval
-        # That holds only if the bucket held the whole refill of the pause in between. A
-        # bucket smaller than that (30 requests at 300/s, refilled in 0.1 s of a 1 s
-        # pause) held at most its size: the answers since the pause's end less the
-        # bucket's estimated size are the rate's. Two measurements of the first kind
-        # agreed at 57% of such a limit, and the pacer held it as known. Bounded by what
-        # the last window let through, as the bucket's size may be underestimated.
-        active = now - self._active_from
-        window = self._window
-        if (
-            self._burst is not None
-            and self._active_from > self._interval_start
-            and active >= SETTLE
-            and window is not None
-            and now - window[0] <= 2 * WINDOW
-        ):
-            measured = max(measured, min(window[1], (self._let_through - self._burst) / active))
         backoff = BACKOFF_FRACTION
         if self._first_interval is not None and self._burst is None and measured > 0:
             # Up to the first 429 the server let through its whole bucket plus its rate
@@ -301,25 +336,60 @@ class Pacer:
             # size (an underestimate if the import ran slower than the limit for a while).
             let_through, seconds = self._first_interval
             self._burst = max(0.0, let_through - measured * seconds)
-        # Exact at once when the bucket held the pause's refill and the import kept up
-        # (most attempts waited for their turn: the pacer, not the input, set the pace).
+        # Exact at once when the bucket held the pause's refill (it let through the
+        # refill plus the rate, not a smaller bucket plus the rate: the bucket's size is at
+        # least what the measurement says the pause refilled) and the import pushed
+        # against the limit: it offered well over what came through (the rate in force at
+        # least 1.5x the measurement), and most attempts waited for their turn (the pacer,
+        # not the input, set the pace). The second 429 of an import that started fast is.
+        rate_then = self._rate
+        paused = self._active_from - self._interval_start
         clean = (
             self._burst is not None
-            and self._burst >= 0.9 * measured * (self._active_from - self._interval_start)
+            and self._burst >= 0.97 * measured * paused
+            and (rate_then is None or rate_then >= 1.5 * measured)
             and self.requests > self._requests_from
             and self._waited >= 0.5 * (self.requests - self._requests_from)
         )
+        # A bucket smaller than the pause's refill (30 requests at 300/s, refilled in 0.1 s
+        # of a 1 s pause) held only its size: the answers since the pause's end less the
+        # bucket's estimated size are the rate's. (Two measurements of the first kind
+        # agreed at 57% of such a limit, and the pacer held it as known.) Bounded by what
+        # the last window let through, or, after a short run with no window, by half the
+        # rate that ran into the 429: the bucket's size may be underestimated, and the
+        # fewer the answers since the pause, the more one answer more or less weighs.
+        active = now - self._active_from
+        window = self._window
+        fresh = window is not None and now - window[0] <= 2 * WINDOW
+        if not clean and self._burst is not None and paused > 0 and active > MIN_INTERVAL:
+            bound = None
+            if window is not None and fresh:
+                bound = window[1]
+            elif active < SETTLE and rate_then is not None:
+                bound = rate_then / 2
+            if bound is not None:
+                bucket_aware = (self._let_through - self._burst) / active
+                measured = max(measured, min(bound, bucket_aware))
         if measured > 0:
-            previous, self._measured = self._measured, measured
+            # The first measurement includes the bucket the server started with: too high
+            # (or, from a 429 within milliseconds, meaningless) to confirm the next.
+            previous = self._measured
+            self._measured = measured if self._first_interval is not None else None
             if clean:
                 self._probe, backoff = KNOWN_PROBE, 1.0
             elif previous is not None and abs(measured - previous) <= AGREE * previous:
                 self._probe = KNOWN_PROBE
             else:
-                # Maybe far too low: the rate let through just before this 429 bounds it
-                # too, and the probe above it is fast.
+                # Maybe far too low: the probe above it is fast, and the rate let through
+                # just before this 429 bounds it too, unless the bucket holds more than
+                # that window's worth: a window taken while a large bucket drained read
+                # twice the limit, and the probe doubled from it again and again.
                 self._probe, backoff = UNSURE_PROBE, 1.0
-                if window is not None and now - window[0] <= 2 * WINDOW:
+                if (
+                    window is not None
+                    and fresh
+                    and (self._burst is None or self._burst < WINDOW * window[1])
+                ):
                     measured = max(measured, window[1])
             self._ceiling = measured
         if self._first_interval is None:
@@ -330,7 +400,7 @@ class Pacer:
         # No answer let through at all since the last 429: halve whatever rate was in force.
         fallback = (self._rate or float(self._max)) / 2
         self._set_rate(measured * backoff if measured > 0 else fallback)
-        self._next_slot = self._pause_until
+        self._reschedule_slots(self._pause_until)
         # The bucket refills while everyone waits: sending that refill at once after the
         # pause (and only then the measured rate) is what keeps a pause from costing a
         # pause's worth of requests.
@@ -346,4 +416,7 @@ class Pacer:
         rate = max(1.0, rate)
         if self._max_rate is not None:
             rate = min(rate, self._max_rate)
-        self._rate = rate
+        old, self._rate = self._rate, rate
+        if old is not None and rate != old and self._next_slot > self._last_slot:
+            # The next slot is one new interval after the last, not one old one.
+            self._reschedule_slots(max(self._last_slot + 1.0 / rate, self._loop.time()))
