@@ -378,9 +378,12 @@ class Session:
 
     def wait_for(self, exc: BaseException | None, failed_attempt: int, gated: bool) -> float:
         """Seconds to wait after attempt ``failed_attempt`` (1 = the first) failed with ``exc``."""
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+        if isinstance(exc, RateLimitError) and exc.retry_after:
             # With a gate, its next acquire() waits out the pause, for every worker together.
             return 0.0 if gated else exc.retry_after
+        # No Retry-After, or one of 0 (or a date already past): the backoff, as for any
+        # other failure. Taken at its word, "retry now" spent all five attempts of a call
+        # within ~2 ms, while a bucket emptied for a few milliseconds.
         return self.retry.backoff(failed_attempt, self._rand.random())
 
     async def retrying(

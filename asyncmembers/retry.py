@@ -49,7 +49,8 @@ class RetryPolicy:
     it is not started). Between tries the wait grows exponentially from ``wait_initial`` up
     to ``wait_max``, with full jitter, unless the server sent ``Retry-After``: that is
     honoured up to ``max_retry_after`` seconds, and a longer one is not waited out (the call
-    fails with :class:`~asyncmembers.errors.RateLimitError` carrying ``retry_after``).
+    fails with :class:`~asyncmembers.errors.RateLimitError` carrying ``retry_after``). A
+    ``Retry-After`` of 0 (or a date already past) gets the backoff, as urllib3 does.
 
     Connection failures, timeouts and the statuses in ``retry_statuses`` are retried. A POST
     is resent freely only when the server provably did not apply it (connection refused,

@@ -331,6 +331,23 @@ async def test_429_waits_retry_after_seconds(mocked: aioresponses, client: am.Cl
     assert client.sleeps == [1.0]  # type: ignore[attr-defined]
 
 
+async def test_429_with_retry_after_0_backs_off_like_any_failure(mocked: aioresponses) -> None:
+    """ "Retry now", taken at its word, spent all five attempts within ~2 ms (a bucket
+    empty for a few milliseconds failed the row): the waits are the backoff's."""
+    answer_429(mocked, "0", repeat=True)
+    policy = am.RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.05, jitter=False)
+    async with am.Client(TOKEN, retry=policy) as c:
+        sleeps: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        c._session.sleep = fake_sleep
+        with pytest.raises(am.RateLimitError):
+            await c.instance_members.get(instanceId=IID)
+    assert sleeps == pytest.approx([0.01, 0.02, 0.04])
+
+
 async def test_429_waits_until_http_date(mocked: aioresponses, client: am.Client) -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     answer_429(mocked, when)

@@ -292,3 +292,15 @@ async def test_a_429_during_the_probe_measures_the_limit_again() -> None:
     assert pacer._ceiling == pytest.approx(250, rel=0.02)
     assert pacer._rate == pytest.approx(pacer._ceiling)
     assert pacer._probe == _pacing.UNSURE_PROBE
+
+
+async def test_a_retry_after_of_0_still_pauses_briefly() -> None:
+    """``Retry-After: 0`` made every 429 an episode of its own, each halving the rate."""
+    pacer, clock = _pacer()
+    pacer._in_flight += 2
+    pacer.release("POST", 429, 0.0)
+    assert pacer._pause_until == pytest.approx(clock.now + _pacing.MIN_PAUSE)
+    rate = pacer._rate
+    clock.now += 0.01
+    pacer.release("POST", 429, 0.0)  # the next one in flight: the same episode
+    assert pacer._rate == rate and pacer.rate_limited == 2

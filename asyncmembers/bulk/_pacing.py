@@ -36,6 +36,10 @@ __all__ = ["Pacer"]
 DEFAULT_PAUSE = 1.0
 #: Longest pause a single 429 can impose on the whole import.
 MAX_PAUSE = 60.0
+#: Shortest pause a 429 imposes (a Retry-After of 0, or a date already past): every 429
+#: then began an episode of its own, measured over milliseconds with nothing let through,
+#: and the halved rate fell to ~1 request a second against a 200/s limit.
+MIN_PAUSE = 0.1
 #: Fraction of the measured limit to run at after a 429.
 BACKOFF_FRACTION = 0.97
 #: Growth of the adaptive rate per second without a 429, up to the last measured limit.
@@ -314,7 +318,9 @@ class Pacer:
     def _on_rate_limited(self, retry_after: float | None) -> None:
         self.rate_limited += 1
         now = self._loop.time()
-        pause = DEFAULT_PAUSE if retry_after is None else min(retry_after, MAX_PAUSE)
+        pause = (
+            DEFAULT_PAUSE if retry_after is None else min(max(retry_after, MIN_PAUSE), MAX_PAUSE)
+        )
         new_episode = now >= self._pause_until
         self._pause_until = max(self._pause_until, now + pause)
         if not (new_episode and self._adaptive):
