@@ -222,7 +222,9 @@ async def test_an_unconfirmed_limit_is_probed_fast() -> None:
     assert pacer._ceiling == pytest.approx(40)
     assert pacer._probe == _pacing.UNSURE_PROBE
     rates = _growth_steps(pacer, clock, 5)
-    assert rates == pytest.approx([40 * 2**k for k in range(1, 6)])
+    assert rates[:2] == pytest.approx([80, 160])
+    # Then it bisects up to the rate in force at the 429 (600: see below).
+    assert rates[2] == pytest.approx((160 * 600) ** 0.5)
 
 
 def _second_429(
@@ -247,6 +249,20 @@ def _second_429(
     _answers(pacer, clock, answers, 0.1)
     pacer._in_flight += 1
     pacer.release("POST", 429, 1.0)
+
+
+async def test_after_a_429_the_probe_bisects_up_to_the_rate_that_ran_into_it() -> None:
+    """Doubling from 160/s ran into a 429 at 320/s (a 1-request bucket refuses at once):
+    the limit lies between, so the probe halves the distance (in ratio) each second
+    instead of doubling to 320 again; within 1% of it without a 429, it doubles again."""
+    pacer, clock = _pacer()
+    _second_429(pacer, clock, 176, waited=10, rate=320)  # 176 in 1.1 s: 160/s
+    assert pacer._probe == _pacing.UNSURE_PROBE
+    assert pacer._rate == pytest.approx(160)
+    rates = _growth_steps(pacer, clock, 12)
+    assert rates[:3] == pytest.approx([160 * 2 ** (1 - 2**-k) for k in (1, 2, 3)])
+    assert all(r < 320 for r in rates[:7])
+    assert rates[-1] > 320  # no 429 at ~320: no longer a bound
 
 
 async def test_a_clean_second_measurement_is_the_limit_at_once() -> None:

@@ -137,6 +137,8 @@ class Pacer:
         # Attempts since the last 429, and how many of them waited for their turn.
         self._requests_from = 0
         self._waited = 0
+        # While unsure: the rate in force at the last 429 (the probe bisects up to it).
+        self._refused_at: float | None = None
         # Attempts that may skip the adaptive rate: the server's refill during a pause.
         self._credit = 0
         self.requests = 0
@@ -312,7 +314,19 @@ class Pacer:
                 rate, self._probe_from = ceiling, now
         else:
             doublings = min(32.0, (now - self._probe_from) / probe.doubling)
-            rate *= 1.0 + min(probe.most - 1.0, probe.first * 2.0**doublings)
+            grown = rate * (1.0 + min(probe.most - 1.0, probe.first * 2.0**doublings))
+            hi = self._refused_at
+            if probe is UNSURE_PROBE and hi is not None:
+                # Below the rate that ran into the last 429: halve the distance to it (in
+                # ratio) each second, rather than double past it again at once (a bucket of
+                # one request at 300/s: the 429 came as the rate doubled from 160 to 320/s,
+                # and the next measurement was 160/s again, and agreed). Held within 1% of
+                # it without a 429, it bounds nothing.
+                if rate < 0.99 * hi:
+                    grown = min(grown, math.sqrt(rate * hi))
+                else:
+                    self._refused_at = None
+            rate = grown
         self._set_rate(rate)
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
@@ -357,17 +371,22 @@ class Pacer:
             and self.requests > self._requests_from
             and self._waited >= 0.5 * (self.requests - self._requests_from)
         )
-        # A bucket smaller than the pause's refill (30 requests at 300/s, refilled in 0.1 s
-        # of a 1 s pause) held only its size: the answers since the pause's end less the
-        # bucket's estimated size are the rate's. (Two measurements of the first kind
-        # agreed at 57% of such a limit, and the pacer held it as known.) Bounded by what
+        # A bucket clearly smaller than the pause's refill (30 requests at 300/s, refilled
+        # in 0.1 s of a 1 s pause) held only its size: the answers since the pause's end
+        # less the bucket's estimated size are the rate's. (Two measurements of the first
+        # kind agreed at 57% of such a limit, and the pacer held it as known.) Bounded by what
         # the last window let through, or, after a short run with no window, by half the
         # rate that ran into the 429: the bucket's size may be underestimated, and the
         # fewer the answers since the pause, the more one answer more or less weighs.
         active = now - self._active_from
         window = self._window
         fresh = window is not None and now - window[0] <= 2 * WINDOW
-        if not clean and self._burst is not None and paused > 0 and active > MIN_INTERVAL:
+        if (
+            not clean
+            and self._burst is not None
+            and self._burst < 0.9 * measured * paused
+            and active > MIN_INTERVAL
+        ):
             bound = None
             if window is not None and fresh:
                 bound = window[1]
@@ -386,6 +405,7 @@ class Pacer:
             elif previous is not None and abs(measured - previous) <= AGREE * previous:
                 self._probe = KNOWN_PROBE
             else:
+                self._refused_at = rate_then
                 # Maybe far too low: the probe above it is fast, and the rate let through
                 # just before this 429 bounds it too, unless the bucket holds more than
                 # that window's worth: a window taken while a large bucket drained read
