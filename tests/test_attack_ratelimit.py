@@ -173,7 +173,7 @@ async def test_defect_rate_limit_raised_mid_import_is_not_followed() -> None:
     the rise, time enough to find a limit 8x higher. Expected: at least 40% of it.
 
     Fixed (the pacer's doubling probe, bucket-aware measurement and in-order rate
-    slots): 74-103% of admissible in this window, 3 runs.
+    slots; bisecting after a 429): 54-90% of admissible in this window.
     """
     async with server(Faults(rate_limit=50.0)) as srv:
 
@@ -202,7 +202,7 @@ async def test_defect_small_bucket_settles_far_below_the_limit() -> None:
     40% of the limit once the start-up 429s are past.
 
     Fixed (the pacer's doubling probe, bucket-aware measurement and in-order rate
-    slots): 66-67% of admissible in this window, 3 runs.
+    slots; bisecting after a 429): 66-67% of admissible in this window.
     """
     async with server(Faults(rate_limit=300.0, rate_limit_burst=30.0)) as srv:
         start, end = await measure(srv, iter(rows(20_000)), concurrency=32, after=2.0, seconds=3.0)
@@ -243,7 +243,8 @@ async def test_defect_low_limit_tiny_bucket_one_row_per_second_and_most_requests
     limit, and 429s at most a third of the requests in the window.
 
     Fixed (the pacer's doubling probe, bucket-aware measurement and in-order rate
-    slots): 52%, 7% of requests 429 of admissible in this window, 3 runs.
+    slots; bisecting after a 429): 48-52% of admissible in this window, 7-8%
+    of requests 429.
     """
     async with server(Faults(rate_limit=5.0, rate_limit_burst=1.0)) as srv:
         start, end = await measure(srv, iter(rows(500)), concurrency=16, after=1.5, seconds=5.0)
@@ -311,7 +312,7 @@ async def test_defect_input_slower_than_the_limit_then_fast_stays_slow() -> None
     least 40% of the limit, from 2 s after the input speeds up.
 
     Fixed (the pacer's doubling probe, bucket-aware measurement and in-order rate
-    slots): 51% of admissible in this window, 3 runs.
+    slots; bisecting after a 429): 51-53% of admissible in this window.
     """
     fast = asyncio.Event()
 
