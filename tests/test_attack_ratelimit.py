@@ -413,9 +413,5 @@ async def test_good_retry_after_0_is_a_short_pause_not_a_collapse() -> None:
 
     async with server(Faults(), extra_429=limiter) as srv:
         start, end = await measure(srv, iter(rows(20_000)), concurrency=32, after=3.0, seconds=3.0)
-        admitted = srv.admitted(start, end)
-    admissible = 200.0 * (end - start)
-    assert admitted >= 0.5 * admissible, (
-        f"{admitted} admitted in {end - start:.1f} s under 200/s with Retry-After: 0 "
-        f"({admitted / admissible:.0%} of admissible)"
-    )
+        share = srv.admitted(start, end) / (200.0 * (end - start))
+    assert share >= 0.5, f"{share:.0%} of a 200/s limit admitted 3-6 s in, Retry-After: 0"

@@ -79,13 +79,22 @@ async def test_the_rate_is_measured_from_one_429_to_the_next_not_inflated_by_the
     assert pacer._probe == _pacing.KNOWN_PROBE
 
 
-def _in_virtual_time(body: Callable[[Pacer, list[float]], Awaitable[None]]) -> list[float]:
-    """Run ``body(pacer, times)`` on a loop whose clock jumps to the next timer."""
+def _in_virtual_time(
+    body: Callable[[Pacer, Callable[[], Awaitable[None]]], Awaitable[None]],
+) -> list[float]:
+    """Run ``body(pacer, attempt)`` on a loop whose clock jumps to the next timer, where
+    ``attempt()`` waits for a rate slot; return the times the slots came."""
     loop = VirtualLoop()
     times: list[float] = []
 
     async def main() -> None:
-        await body(Pacer(32, None), times)
+        pacer = Pacer(32, None)
+
+        async def attempt() -> None:
+            await pacer._rate_slot()
+            times.append(asyncio.get_running_loop().time())
+
+        await body(pacer, attempt)
 
     try:
         loop.run_until_complete(main())
@@ -95,13 +104,8 @@ def _in_virtual_time(body: Callable[[Pacer, list[float]], Awaitable[None]]) -> l
 
 
 def test_rate_slots_are_one_over_the_rate_apart_and_start_after_the_pause() -> None:
-    async def body(pacer: Pacer, times: list[float]) -> None:
+    async def body(pacer: Pacer, attempt: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
-
-        async def attempt() -> None:
-            await pacer._rate_slot()
-            times.append(loop.time())
-
         pacer._set_rate(1000.0)
         await asyncio.gather(*(attempt() for _ in range(4)))
         # After a 429 the first slot is the end of the pause: nothing is sent during it.
@@ -119,13 +123,7 @@ def test_a_rate_raised_while_attempts_queue_applies_to_them_at_once() -> None:
     """Slots reserved on arrival kept their reservation's rate: eight attempts queued at
     1/s went one a second for eight seconds after the rate had grown to 8/s."""
 
-    async def body(pacer: Pacer, times: list[float]) -> None:
-        loop = asyncio.get_running_loop()
-
-        async def attempt() -> None:
-            await pacer._rate_slot()
-            times.append(loop.time())
-
+    async def body(pacer: Pacer, attempt: Callable[[], Awaitable[None]]) -> None:
         pacer._set_rate(1.0)
         queued = [asyncio.ensure_future(attempt()) for _ in range(9)]
         await asyncio.sleep(0.5)  # the first went at once; eight queue a second apart
