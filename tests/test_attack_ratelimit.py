@@ -173,7 +173,7 @@ async def test_defect_rate_limit_raised_mid_import_is_not_followed() -> None:
     the rise, time enough to find a limit 8x higher. Expected: at least 40% of it.
 
     Fixed (the pacer's doubling probe, bucket-aware measurement and in-order rate
-    slots; bisecting after a 429): 54% of admissible in this window at 3284a48,
+    slots; bisecting after a 429): 54% of admissible in this window at 8107ccf,
     74-103% at e182f70.
     """
     async with server(Faults(rate_limit=50.0)) as srv:
