@@ -380,17 +380,15 @@ class Pacer:
         # fewer the answers since the pause, the more one answer more or less weighs.
         active = now - self._active_from
         window = self._window
-        fresh = window is not None and now - window[0] <= 2 * WINDOW
+        recent = window[1] if window is not None and now - window[0] <= 2 * WINDOW else None
         if (
             not clean
             and self._burst is not None
             and self._burst < 0.9 * measured * paused
             and active > MIN_INTERVAL
         ):
-            bound = None
-            if window is not None and fresh:
-                bound = window[1]
-            elif active < SETTLE and rate_then is not None:
+            bound = recent
+            if bound is None and active < SETTLE and rate_then is not None:
                 bound = rate_then / 2
             if bound is not None:
                 bucket_aware = (self._let_through - self._burst) / active
@@ -411,12 +409,8 @@ class Pacer:
                 # that window's worth: a window taken while a large bucket drained read
                 # twice the limit, and the probe doubled from it again and again.
                 self._probe, backoff = UNSURE_PROBE, 1.0
-                if (
-                    window is not None
-                    and fresh
-                    and (self._burst is None or self._burst < WINDOW * window[1])
-                ):
-                    measured = max(measured, window[1])
+                if recent is not None and (self._burst is None or self._burst < WINDOW * recent):
+                    measured = max(measured, recent)
             self._ceiling = measured
         if self._first_interval is None:
             self._first_interval = (self._let_through, interval)
@@ -443,6 +437,6 @@ class Pacer:
         if self._max_rate is not None:
             rate = min(rate, self._max_rate)
         old, self._rate = self._rate, rate
-        if old is not None and rate != old and self._next_slot > self._last_slot:
+        if old is not None and rate != old:
             # The next slot is one new interval after the last, not one old one.
             self._reschedule_slots(max(self._last_slot + 1.0 / rate, self._loop.time()))
