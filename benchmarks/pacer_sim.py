@@ -181,6 +181,18 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[tuple[float, float]], Callable[[
         lambda t: 200,
     ),
     (
+        "300/s, dropped to 30/s at 2 s, back at 5 s",
+        {"rate": 300, "burst": 300, "changes": ((2, 30, 30), (5, 300, 300))},
+        [(7, 12), (12, 30), (30, 60)],
+        lambda t: 30 if 2 < t <= 5 else 300,
+    ),
+    (
+        "1000/s, bucket 1, concurrency 64",
+        {"rate": 1000, "burst": 1, "concurrency": 64},
+        [(3, 8), (10, 30), (30, 60)],
+        lambda t: 1000,
+    ),
+    (
         "300/s, 2% stray 429s",
         {"rate": 300, "burst": 300, "concurrency": 16, "stray": lambda n: n % 50 == 0},
         [(0, 30), (30, 60)],
