@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -127,6 +128,8 @@ class Transport:
         self._reading: set[aiohttp.ClientResponse] = set()
         #: Set once close() has ended the reads of the owned session's answers.
         self._reads_ended = False
+        #: Times the attempts of the owned session that use its default timeout.
+        self._timer: _AttemptTimer | None = None
         self.closed = False
 
     @property
@@ -150,8 +153,13 @@ class Transport:
             _raise_malloc_mmap_threshold()
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            timeout = self.timeout
+            if _coarse_enough(timeout):
+                # One timer for every attempt (see _AttemptTimer) instead of aiohttp's own.
+                self._timer = _AttemptTimer(loop, timeout)
+                timeout = _NO_TIMEOUT
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self.timeout
+                connector=connector, headers=self._headers, timeout=timeout
             )
             self._watch_loop_end()
             self.get_headers = None
@@ -193,6 +201,8 @@ class Transport:
         would wait out the attempt timeout, 30 s by default, and then blame the server).
         """
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
             if self._loop is not None and asyncio.get_running_loop() is not self._loop:
@@ -254,7 +264,38 @@ class Transport:
         req: Request,
         attempt_timeout: aiohttp.ClientTimeout | None,
     ) -> Any:
-        """Send one attempt; return the parsed 2xx answer, or raise the mapped error."""
+        """Send one attempt; return the parsed 2xx answer, or raise the mapped error.
+
+        ``attempt_timeout`` None: the session's default, which for an owned session is
+        enforced by the transport's one timer (when the timeout is long enough for it).
+        """
+        timer = self._timer
+        if attempt_timeout is not None or timer is None:
+            return await self._send(session, req, attempt_timeout)
+        attempt = timer.enter()
+        try:
+            return await self._send(session, req, None)
+        except asyncio.CancelledError:
+            if timer.leave(attempt, cancelled=True):
+                raise self._timed_out(self.timeout, req.method, req.path) from None
+            raise
+        finally:
+            timer.leave(attempt, cancelled=False)
+
+    def _timed_out(self, timeout: aiohttp.ClientTimeout, method: str, path: str) -> TransportError:
+        return TransportError(
+            f"timed out after {timeout.total or 0:.3g} s waiting for the server"
+            + (" (the request may have been applied)" if method != "GET" else ""),
+            method=method,
+            path=path,
+        )
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        req: Request,
+        attempt_timeout: aiohttp.ClientTimeout | None,
+    ) -> Any:
         method, path = req.method, req.path
         unchained: LosantError | None = None
         try:
@@ -330,13 +371,7 @@ class Transport:
                 path=path,
             ) from exc
         except TimeoutError as exc:
-            total = (attempt_timeout or self.timeout).total
-            raise TransportError(
-                f"timed out after {total or 0:.3g} s waiting for the server"
-                + (" (the request may have been applied)" if method != "GET" else ""),
-                method=method,
-                path=path,
-            ) from exc
+            raise self._timed_out(attempt_timeout or self.timeout, method, path) from exc
         except aiohttp.ClientResponseError as exc:
             # Its request_info holds the request's headers, the token among them: keep its
             # text only, and raise outside this block so it is not even __context__.
@@ -441,6 +476,100 @@ class Transport:
             if size > cap:
                 raise self._too_large(method, path, resp.status)
             yield chunk
+
+
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+
+
+def _coarse_enough(timeout: aiohttp.ClientTimeout) -> bool:
+    """Whether ``timeout`` is a plain total that aiohttp would round up to whole seconds
+    (at least its ``ceil_threshold``), so that :class:`_AttemptTimer` fires when it would."""
+    total = timeout.total
+    return (
+        total is not None
+        and total >= timeout.ceil_threshold
+        and timeout == aiohttp.ClientTimeout(total=total, ceil_threshold=timeout.ceil_threshold)
+    )
+
+
+class _AttemptTimer:
+    """The total timeout of every attempt in flight on the owned session, by one timer.
+
+    aiohttp arms a timer per request (a ``TimerHandle`` on the loop's heap, cancelled
+    when the answer has been read): on asyncio about 4% of a row's instructions in an
+    import. A total of at least ``ceil_threshold`` (5 s) it rounds up to a whole second
+    of loop time. This does the same for all attempts with one timer: each attempt is due
+    at ``ceil(start + total)``; the timer fires at the earliest due time of the attempts
+    in flight and cancels the tasks of those due by then, as aiohttp's ``TimerContext``
+    does, and the attempt turns that cancellation into a timeout (:meth:`leave`); a
+    cancellation from elsewhere (the caller's, or one that came with the timeout's)
+    propagates. Attempts are told apart by a number, not by task: a ``scan_raw``
+    consumer may make calls of its own while its attempt is in flight.
+    """
+
+    __slots__ = ("_armed_for", "_due", "_expired", "_handle", "_last", "_loop", "_total")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: aiohttp.ClientTimeout) -> None:
+        assert timeout.total is not None
+        self._loop = loop
+        self._total = timeout.total
+        #: Attempts in flight: number -> (task, due time, the task's cancelling() at start).
+        self._due: dict[int, tuple[asyncio.Task[Any], float, int]] = {}
+        #: Attempts this timer ended (their task cancelled) that have not left yet.
+        self._expired: set[int] = set()
+        self._last = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0
+
+    def enter(self) -> int:
+        """Start timing an attempt of the current task; returns its number for leave()."""
+        task = asyncio.current_task(self._loop)
+        if task is None:
+            raise RuntimeError("an asyncmembers call must run in an asyncio task")
+        due = math.ceil(self._loop.time() + self._total)
+        self._last = attempt = self._last + 1
+        self._due[attempt] = (task, due, task.cancelling())
+        if self._handle is None:
+            self._arm(due)
+        return attempt
+
+    def leave(self, attempt: int, *, cancelled: bool) -> bool:
+        """End ``attempt``; with ``cancelled``, whether that was this timer's doing (and
+        no one else's), so that the attempt should end as a timeout. Idempotent."""
+        entry = self._due.pop(attempt, None)
+        if entry is None or attempt not in self._expired:
+            return False
+        self._expired.discard(attempt)
+        task, _, cancelling = entry
+        # Undo this timer's cancel; one from elsewhere (counted above the start) stays.
+        return task.uncancel() <= cancelling and cancelled
+
+    def _arm(self, when: float) -> None:
+        self._armed_for = when
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def cancel(self) -> None:
+        """Disarm (the client is closing: its attempts end on their own)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        # A loop may run a timer a hair before its time (uvloop's are in milliseconds).
+        now = max(self._loop.time(), self._armed_for)
+        nearest = math.inf
+        expired = self._expired
+        for attempt, (task, due, _) in self._due.items():
+            if attempt in expired:
+                continue
+            if due <= now:
+                expired.add(attempt)
+                task.cancel()
+            elif due < nearest:
+                nearest = due
+        if nearest < math.inf:
+            self._arm(nearest)
 
 
 #: The block freed once per process by :func:`_raise_malloc_mmap_threshold`.

@@ -189,14 +189,30 @@ async def test_a_callers_session_gets_every_header_on_each_request(mocked: aiore
     assert get_kw["timeout"].total == 7
 
 
-async def test_owned_session_holds_the_attempt_timeout(mocked: aioresponses) -> None:
+async def test_owned_session_holds_a_short_attempt_timeout(mocked: aioresponses) -> None:
+    mocked.get(MEMBERS, payload={"items": []})
+    async with am.Client(TOKEN, timeout=3) as c:
+        await c.instance_members.get(instanceId=IID)
+        session = c._session.transport._session
+        assert session is not None and session.timeout.total == 3
+        assert c._session.transport._timer is None
+    [(_, _, kw)] = calls(mocked)
+    assert "timeout" not in kw or kw["timeout"].total <= 3
+
+
+async def test_a_long_attempt_timeout_is_kept_by_the_transport_timer(
+    mocked: aioresponses,
+) -> None:
+    """From aiohttp's ceil_threshold (5 s) up, one timer keeps every attempt's timeout
+    (tests/test_attempt_timer.py); the requests carry none of their own."""
     mocked.get(MEMBERS, payload={"items": []})
     async with am.Client(TOKEN, timeout=7) as c:
         await c.instance_members.get(instanceId=IID)
         session = c._session.transport._session
-        assert session is not None and session.timeout.total == 7
+        assert session is not None and session.timeout.total is None
+        assert c._session.transport._timer is not None
     [(_, _, kw)] = calls(mocked)
-    assert "timeout" not in kw or kw["timeout"].total <= 7
+    assert "timeout" not in kw
 
 
 async def test_base_url_with_path_prefix(mocked: aioresponses) -> None:
