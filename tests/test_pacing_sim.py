@@ -87,3 +87,23 @@ def test_a_bucket_smaller_than_a_pauses_refill_is_not_taken_for_a_lower_limit(
     server = run()
     got = share(server, 30, 60, limit)
     assert got >= 0.8, f"{name}: {got:.0%} of the limit 30-60 s in (before the fix: {before})"
+
+
+def test_a_known_limit_that_rose_is_measured_again() -> None:
+    """300/s that dropped to 30/s for 3 s (another client sharing it, say) and came back:
+    the pacer knew 30/s, and its slow probe above a known limit had reached 36/s 25 s
+    later. Pushed past a known limit for STALE_AFTER seconds without a 429, it measures
+    the limit afresh (before: 37% of the limit 30-60 s in; the next 429's measurement,
+    averaged from the one 25 s earlier, read 64/s)."""
+    server = simulate(300, 300, changes=((2, 30, 30), (5, 300, 300)))
+    got = share(server, 30, 60, 300)
+    assert got >= 0.85, f"{got:.0%} of the limit 30-60 s in"
+
+
+def test_a_known_limit_stays_known_over_minutes() -> None:
+    """Measuring afresh is for a limit that rose: on a steady one the slow probe meets a
+    429 first, so it never starts, and the 429s stay one every ~20 s."""
+    for concurrency in (4, 32):
+        server = simulate(200, 200, concurrency=concurrency, seconds=120.0)
+        assert share(server, 15, 120, 200) >= 0.97
+        assert server.count(429, 15, 120) <= 6

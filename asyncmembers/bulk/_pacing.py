@@ -65,6 +65,12 @@ class Probe(NamedTuple):
 
 KNOWN_PROBE = Probe(first=0.001, doubling=5.0, most=2.0)
 UNSURE_PROBE = Probe(first=1.0, doubling=math.inf, most=2.0)
+#: A known limit that the slow probe has run past for this long without a 429 (by ~25%:
+#: on a steady limit the next 429 comes ~15 s after a pause) while the import pushed
+#: against it is stale: the limit rose (it had dropped while another client shared it,
+#: say). The rate is unsure again and doubles every second. (300/s that dropped to 30/s
+#: for 3 s: 37% of the limit 30-60 s in.)
+STALE_AFTER = 25.0
 AGREE = 0.05
 #: While unsure, the rate the server let through just before a 429 (answers per window of
 #: at least WINDOW seconds and WINDOW_ANSWERS answers, from SETTLE seconds after the last
@@ -132,6 +138,8 @@ class Pacer:
         # bucket's size) estimated from it once the rate is known; see _on_rate_limited.
         self._first_interval: tuple[int, float] | None = None
         self._burst: float | None = None
+        # Whether the interval since _interval_start began with no 429 (a full bucket).
+        self._bucket_in_interval = False
         # When the last pause ended (the requests since are the rate's, and the refill's).
         self._active_from = 0.0
         # Attempts since the last 429, and how many of them waited for their turn.
@@ -313,6 +321,13 @@ class Pacer:
             if rate >= ceiling:
                 rate, self._probe_from = ceiling, now
         else:
+            if (
+                probe is KNOWN_PROBE
+                and now - self._probe_from >= STALE_AFTER
+                and self._waited >= 0.5 * (self.requests - self._requests_from) > 0
+            ):
+                self._estimate_again(now)
+                probe = self._probe
             doublings = min(32.0, (now - self._probe_from) / probe.doubling)
             grown = rate * (1.0 + min(probe.most - 1.0, probe.first * 2.0**doublings))
             hi = self._refused_at
@@ -328,6 +343,20 @@ class Pacer:
                     self._refused_at = None
             rate = grown
         self._set_rate(rate)
+
+    def _estimate_again(self, now: float) -> None:
+        """Measure the limit afresh from ``now``, probing fast from the rate in force.
+
+        Measured from the last 429, long before, the next 429 would average the old limit
+        into the new (300/s that was 30/s for 3 s: the next 429, 25 s later, measured
+        64/s, clean, and the rate held there). From now, it includes whatever the bucket
+        held, as the import's first measurement does: it is not trusted to confirm the
+        next. The bucket's size estimated at the start stands (the server's setting).
+        """
+        self._probe, self._probe_from, self._refused_at = UNSURE_PROBE, now, None
+        self._measured, self._bucket_in_interval = None, True
+        self._let_through, self._interval_start = 0, now
+        self._waited, self._requests_from = 0, self.requests
 
     def _on_rate_limited(self, retry_after: float | None) -> None:
         self.rate_limited += 1
@@ -365,7 +394,8 @@ class Pacer:
         rate_then = self._rate
         paused = self._active_from - self._interval_start
         clean = (
-            self._burst is not None
+            not self._bucket_in_interval
+            and self._burst is not None
             and self._burst >= 0.97 * measured * paused
             and (rate_then is None or rate_then >= 1.5 * measured)
             and self.requests > self._requests_from
@@ -397,7 +427,8 @@ class Pacer:
             # The first measurement includes the bucket the server started with: too high
             # (or, from a 429 within milliseconds, meaningless) to confirm the next.
             previous = self._measured
-            self._measured = measured if self._first_interval is not None else None
+            trusted = self._first_interval is not None and not self._bucket_in_interval
+            self._measured = measured if trusted else None
             if clean:
                 self._probe, backoff = KNOWN_PROBE, 1.0
             elif previous is not None and abs(measured - previous) <= AGREE * previous:
@@ -414,6 +445,7 @@ class Pacer:
             self._ceiling = measured
         if self._first_interval is None:
             self._first_interval = (self._let_through, interval)
+        self._bucket_in_interval = False
         self._let_through = 0
         self._waited, self._requests_from = 0, self.requests
         self._interval_start = now
