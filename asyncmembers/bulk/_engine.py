@@ -514,8 +514,7 @@ class Engine:
         if self.pacer is None:
             self.pacer = Pacer(self.concurrency, self.max_rate)
         pool: list[asyncio.Task[None]] = []
-        spawn: list[Callable[[], None]] = []
-        queue: asyncio.Queue[Job | None] = _JobQueue(self.concurrency, spawn)
+        queue = _JobQueue(self.concurrency)
         idle = [0]  # workers waiting for a job
         started = [0]
 
@@ -524,8 +523,10 @@ class Engine:
             if started[0] < workers and queue.qsize() >= idle[0]:
                 started[0] += 1
                 pool.append(tg.create_task(self._work(queue, idle)))
+                if started[0] == workers:
+                    queue.spawn = None  # the pool is complete: no later job can start one
 
-        spawn.append(more_workers)
+        queue.spawn = more_workers
 
         async def feeder() -> None:
             try:
@@ -570,11 +571,14 @@ class Engine:
         gate.task = asyncio.current_task()
         ops = (self._add, self._patch, self._remove)
         while not self.halted:
-            idle[0] += 1
-            try:
-                job = await queue.get()
-            finally:
-                idle[0] -= 1
+            if queue.empty():
+                idle[0] += 1
+                try:
+                    job = await queue.get()
+                finally:
+                    idle[0] -= 1
+            else:
+                job = queue.get_nowait()  # what get() does when a job is there: no wait
             if job is None:
                 return
             if self.stopping is None and not self.halted:  # stopping: queued jobs dropped
@@ -708,19 +712,19 @@ class _Retried(Exception):
 
 class _JobQueue(asyncio.Queue["Job | None"]):
     """The engine's bounded job queue: a job about to enter it lets the engine start a
-    worker for it when no idle worker can take it (``spawn[0]``); end markers (None) do not.
+    worker for it when no idle worker can take it (``spawn``); end markers (None) do not.
 
     ``put`` waits for room, then calls ``put_nowait``: the check runs once per job, when
-    it really enters the queue.
+    it really enters the queue. Once every worker has started, ``spawn`` is None.
     """
 
-    def __init__(self, maxsize: int, spawn: list[Callable[[], None]]) -> None:
+    def __init__(self, maxsize: int) -> None:
         super().__init__(maxsize=maxsize)
-        self._spawn = spawn
+        self.spawn: Callable[[], None] | None = None
 
     def put_nowait(self, item: Job | None) -> None:
-        if item is not None:
-            self._spawn[0]()
+        if item is not None and self.spawn is not None:
+            self.spawn()
         super().put_nowait(item)
 
 
@@ -770,13 +774,17 @@ async def find_member(
 
 
 async def read_rows(
-    rows: Rows, each: Callable[[int, Any], Awaitable[None] | None], engine: Engine
+    rows: Rows,
+    each: Callable[[int, Any], Job | None],
+    engine: Engine,
+    queue: asyncio.Queue[Job | None] | None = None,
 ) -> int:
     """Call ``each(index, row)`` for every row, lazily; return how many rows there were.
 
-    ``each`` may return an awaitable (e.g. a queue put), which is awaited; a long run of
-    rows that need no request yields to the loop now and then so workers are not starved.
-    Reading ends early once the engine is stopping.
+    ``each`` returns the row's job when it needs a request, which is put on ``queue``
+    (waiting for room when it is full), or None; a long run of rows that need no request
+    yields to the loop now and then so workers are not starved. Reading ends early once
+    the engine is stopping.
     """
     index = 0
     if isinstance(rows, AsyncIterable):
@@ -785,10 +793,14 @@ async def read_rows(
             async for item in iterator:
                 if engine.stopping is not None:
                     break
-                pending = each(index, item)
+                job = each(index, item)
                 index += 1
-                if pending is not None:
-                    await pending
+                if job is not None:
+                    assert queue is not None  # a row that needs a request needs the queue
+                    if queue.full():
+                        await queue.put(job)
+                    else:
+                        queue.put_nowait(job)  # what put() does when there is room
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
@@ -797,10 +809,14 @@ async def read_rows(
         for item in rows:
             if engine.stopping is not None:
                 break
-            pending = each(index, item)
+            job = each(index, item)
             index += 1
-            if pending is not None:
-                await pending
+            if job is not None:
+                assert queue is not None  # a row that needs a request needs the queue
+                if queue.full():
+                    await queue.put(job)
+                else:
+                    queue.put_nowait(job)  # what put() does when there is room
             elif index % 256 == 0:
                 await asyncio.sleep(0)
     return index

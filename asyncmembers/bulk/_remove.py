@@ -142,11 +142,7 @@ class _Remove:
             raise Stop(engine.stopping)
 
         async def feed(queue: asyncio.Queue[Job | None]) -> None:
-            def each(index: int, item: object) -> object:
-                job = self._classify(index, item)
-                return None if job is None else queue.put(job)
-
-            await read_rows(members, each, engine)  # type: ignore[arg-type]
+            await read_rows(members, self._classify, engine, queue)
 
         await engine.run(feed, workers=1 if engine.result.dry_run else engine.concurrency)
 
