@@ -63,7 +63,10 @@ def _same(a: object, b: str | None) -> bool:
     # ObjectIds, like emails, compare case-insensitively: the API answers with the id in
     # its own (lower) case, whatever case the caller wrote it in. Both are trimmed, as a
     # row's are: the member table (bulk._digest) matches listed members the same way.
-    return b is not None and isinstance(a, str) and a.strip().lower() == b.strip().lower()
+    if b is None or not isinstance(a, str):
+        return False
+    # The same text (the usual answer) needs no trimming or lower-casing to tell.
+    return a == b or a.strip().lower() == b.strip().lower()
 
 
 def _check_added_role(data: dict[str, Any], role: str, path: str) -> None:
@@ -90,7 +93,10 @@ def is_member(item: object, email: str | None, user_id: str | None) -> bool:
     """True when ``item`` (wire form) is the member with ``user_id`` or ``email``."""
     if not isinstance(item, dict):
         return False
-    return _same(item.get("userId"), user_id) or _same(item.get("email"), email)
+    # Only the fields the row names are compared (_same is False for None).
+    return (user_id is not None and _same(item.get("userId"), user_id)) or (
+        email is not None and _same(item.get("email"), email)
+    )
 
 
 class InstanceMembersResource:
@@ -184,14 +190,15 @@ class InstanceMembersResource:
         # nothing built for the cases that need more. A failure, or an answer that is not
         # the member sent, hands the call to _SafePost, which owns the POST rule.
         session = self._session
-        req = session.build("POST", path, body=post.to_wire(), losantdomain=losantdomain)
+        body = post.to_wire()  # its "role" is the role sent (Role.value is no plain read)
+        req = session.build("POST", path, body=body, losantdomain=losantdomain)
         deadline = session.deadline()
         try:
             data = await session.send(req, gate, deadline)
         except LosantError as exc:
             return await _SafePost(self, req, post, losantdomain, gate).after(exc, deadline)
         if is_member(data, post.email, post.user_id):
-            _check_added_role(data, post.role.value, path)
+            _check_added_role(data, body["role"], path)
             return data  # type: ignore[no-any-return]
         return await _SafePost(self, req, post, losantdomain, gate).unexpected(data, deadline)
 
