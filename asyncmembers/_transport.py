@@ -272,18 +272,106 @@ class Transport:
         ``attempt_timeout`` None: the session's default, which for an owned session is
         enforced by the transport's one timer (when the timeout is long enough for it).
         """
-        timer = self._timer
-        if attempt_timeout is not None or timer is None:
-            return await self._send(session, req, attempt_timeout)
-        attempt = timer.enter()
+        timer = self._timer if attempt_timeout is None else None
+        attempt = 0 if timer is None else timer.enter()
         try:
-            return await self._send(session, req, None)
+            method, path = req.method, req.path
+            unchained: LosantError | None = None
+            try:
+                # Redirects are never followed: aiohttp would resend a POST as a GET, and send
+                # the request (its body too) to whatever origin the server names.
+                if attempt_timeout is None:
+                    request = session.request(
+                        method,
+                        req.url,
+                        params=req.params,
+                        data=req.data,
+                        headers=req.headers,
+                        allow_redirects=False,
+                    )
+                else:
+                    request = session.request(
+                        method,
+                        req.url,
+                        params=req.params,
+                        data=req.data,
+                        headers=req.headers,
+                        timeout=attempt_timeout,
+                        allow_redirects=False,
+                    )
+                async with request as resp:
+                    # Known to close() while its body is read (see there). An answer whose head
+                    # came as close() ran, before this task resumed, is ended here.
+                    reading = self._reading
+                    reading.add(resp)
+                    try:
+                        if self._reads_ended:
+                            raise self._closed_under(method, path, in_flight=True)
+                        status = resp.status
+                        if 200 <= status < 300:
+                            if req.reader is not None:
+                                chunks = self._chunks(resp, method, path)
+                                try:
+                                    return await req.reader(chunks)
+                                finally:
+                                    await chunks.aclose()
+                            # Server text is scrubbed where it enters: whatever of it later
+                            # reaches an error, a log line or a report cannot hold the token.
+                            raw = self.scrub(await self._read(resp, method, path))
+                            try:
+                                return self.loads(raw)
+                            except (ValueError, RecursionError) as exc:
+                                raise ProtocolError(
+                                    f"{status}: the server's answer is not JSON ({_problem(exc)}): "
+                                    f"{self.scrub_quoted(raw)[:200]!r}",
+                                    status=status,
+                                    method=method,
+                                    path=path,
+                                ) from None
+                        if 300 <= status < 400:
+                            location = resp.headers.get("Location")
+                            if location is not None:
+                                location = self.scrub(location.encode(errors="replace")).decode()
+                            raise _redirect_error(status, location, method, path)
+                        raw = self.scrub(await self._read(resp, method, path))
+                        retry_after = parse_retry_after(resp.headers) if status == 429 else None
+                    finally:
+                        reading.discard(resp)
+            except LosantError:
+                raise
+            except _NOT_SENT_ERRORS as exc:
+                if self.closed:
+                    raise self._closed_under(method, path, in_flight=False) from None
+                raise TransportError(
+                    f"could not connect: {exc}",
+                    sent=False,
+                    retryable=not isinstance(exc, _NO_RETRY_CONNECT_ERRORS),
+                    method=method,
+                    path=path,
+                ) from exc
+            except TimeoutError as exc:
+                raise self._timed_out(attempt_timeout or self.timeout, method, path) from exc
+            except aiohttp.ClientResponseError as exc:
+                # Its request_info holds the request's headers, the token among them: keep its
+                # text only, and raise outside this block so it is not even __context__.
+                unchained = self._failed_after_sending(method, path, exc)
+            except (aiohttp.ClientError, RuntimeError) as exc:
+                # RuntimeError: aiohttp's "Session is closed" when close() ran under the call.
+                if self.closed:
+                    raise self._closed_under(method, path, in_flight=True) from None
+                if isinstance(exc, RuntimeError):
+                    raise
+                raise self._failed_after_sending(method, path, exc) from exc
+            if unchained is not None:
+                raise unchained
+            raise self._error(status, raw, method, path, retry_after)
         except asyncio.CancelledError:
-            if timer.leave(attempt, cancelled=True):
+            if timer is not None and timer.leave(attempt, cancelled=True):
                 raise self._timed_out(self.timeout, req.method, req.path) from None
             raise
         finally:
-            timer.leave(attempt, cancelled=False)
+            if timer is not None:
+                timer.leave(attempt, cancelled=False)
 
     def _timed_out(self, timeout: aiohttp.ClientTimeout, method: str, path: str) -> TransportError:
         return TransportError(
@@ -292,103 +380,6 @@ class Transport:
             method=method,
             path=path,
         )
-
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        req: Request,
-        attempt_timeout: aiohttp.ClientTimeout | None,
-    ) -> Any:
-        method, path = req.method, req.path
-        unchained: LosantError | None = None
-        try:
-            # Redirects are never followed: aiohttp would resend a POST as a GET, and send
-            # the request (its body too) to whatever origin the server names.
-            if attempt_timeout is None:
-                request = session.request(
-                    method,
-                    req.url,
-                    params=req.params,
-                    data=req.data,
-                    headers=req.headers,
-                    allow_redirects=False,
-                )
-            else:
-                request = session.request(
-                    method,
-                    req.url,
-                    params=req.params,
-                    data=req.data,
-                    headers=req.headers,
-                    timeout=attempt_timeout,
-                    allow_redirects=False,
-                )
-            async with request as resp:
-                # Known to close() while its body is read (see there). An answer whose head
-                # came as close() ran, before this task resumed, is ended here.
-                reading = self._reading
-                reading.add(resp)
-                try:
-                    if self._reads_ended:
-                        raise self._closed_under(method, path, in_flight=True)
-                    status = resp.status
-                    if 200 <= status < 300:
-                        if req.reader is not None:
-                            chunks = self._chunks(resp, method, path)
-                            try:
-                                return await req.reader(chunks)
-                            finally:
-                                await chunks.aclose()
-                        # Server text is scrubbed where it enters: whatever of it later
-                        # reaches an error, a log line or a report cannot hold the token.
-                        raw = self.scrub(await self._read(resp, method, path))
-                        try:
-                            return self.loads(raw)
-                        except (ValueError, RecursionError) as exc:
-                            raise ProtocolError(
-                                f"{status}: the server's answer is not JSON ({_problem(exc)}): "
-                                f"{self.scrub_quoted(raw)[:200]!r}",
-                                status=status,
-                                method=method,
-                                path=path,
-                            ) from None
-                    if 300 <= status < 400:
-                        location = resp.headers.get("Location")
-                        if location is not None:
-                            location = self.scrub(location.encode(errors="replace")).decode()
-                        raise _redirect_error(status, location, method, path)
-                    raw = self.scrub(await self._read(resp, method, path))
-                    retry_after = parse_retry_after(resp.headers) if status == 429 else None
-                finally:
-                    reading.discard(resp)
-        except LosantError:
-            raise
-        except _NOT_SENT_ERRORS as exc:
-            if self.closed:
-                raise self._closed_under(method, path, in_flight=False) from None
-            raise TransportError(
-                f"could not connect: {exc}",
-                sent=False,
-                retryable=not isinstance(exc, _NO_RETRY_CONNECT_ERRORS),
-                method=method,
-                path=path,
-            ) from exc
-        except TimeoutError as exc:
-            raise self._timed_out(attempt_timeout or self.timeout, method, path) from exc
-        except aiohttp.ClientResponseError as exc:
-            # Its request_info holds the request's headers, the token among them: keep its
-            # text only, and raise outside this block so it is not even __context__.
-            unchained = self._failed_after_sending(method, path, exc)
-        except (aiohttp.ClientError, RuntimeError) as exc:
-            # RuntimeError: aiohttp's "Session is closed" when close() ran under the call.
-            if self.closed:
-                raise self._closed_under(method, path, in_flight=True) from None
-            if isinstance(exc, RuntimeError):
-                raise
-            raise self._failed_after_sending(method, path, exc) from exc
-        if unchained is not None:
-            raise unchained
-        raise self._error(status, raw, method, path, retry_after)
 
     def _error(
         self, status: int, raw: bytes, method: str, path: str, retry_after: float | None
