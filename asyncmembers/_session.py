@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
-import attrs
 from yarl import URL
 
 from . import _json, _schema
@@ -341,11 +340,10 @@ class Session:
                 )
             if waited:
                 session = transport.session(loop)  # again: close() may have run at the gate
-            timeout = transport.request_timeout
             total = transport.timeout.total
             if total is None or total > remaining:
-                timeout = attrs.evolve(transport.timeout, total=remaining)
-            result = await transport.send(session, req, timeout)
+                total = remaining
+            result = await transport.send(session, req, total, started)
             status = 200
             if logger.isEnabledFor(logging.DEBUG):
                 _log_attempt(req, status, loop.time() - started)

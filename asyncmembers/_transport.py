@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import math
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
+import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -116,9 +118,10 @@ class Transport:
         self.body_headers: Mapping[str, str] = CIMultiDictProxy(
             CIMultiDict({**headers, "Content-Type": "application/json"})
         )
-        # The timeout each request passes when the call's deadline is not nearer: none
-        # for an owned session (it holds the attempt timeout as its default).
-        self.request_timeout: aiohttp.ClientTimeout | None = timeout
+        # The total of an attempt is kept by the transport's timer (_AttemptTimer), never
+        # by aiohttp; the rest of ``timeout`` (sock_read, connect...) is aiohttp's, given
+        # with every request (a caller's session has a default of its own).
+        self._aiohttp_timeout = attrs.evolve(timeout, total=None)
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
@@ -128,7 +131,7 @@ class Transport:
         self._reading: set[aiohttp.ClientResponse] = set()
         #: Set once close() has ended the reads of the owned session's answers.
         self._reads_ended = False
-        #: Times the attempts of the owned session that use its default timeout.
+        #: Keeps every attempt's total timeout (created with the loop, see session()).
         self._timer: _AttemptTimer | None = None
         self.closed = False
 
@@ -150,21 +153,16 @@ class Transport:
                     "inside the coroutine given to asyncio.run()"
                 )
             self._loop = loop
+            self._timer = _AttemptTimer(loop, self.timeout.ceil_threshold)
             _raise_malloc_mmap_threshold()
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            timeout = self.timeout
-            if _coarse_enough(timeout):
-                # One timer for every attempt (see _AttemptTimer) instead of aiohttp's own.
-                self._timer = _AttemptTimer(loop, timeout)
-                timeout = _NO_TIMEOUT
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=timeout
+                connector=connector, headers=self._headers, timeout=self._aiohttp_timeout
             )
             self._watch_loop_end()
             self.get_headers = None
             self.body_headers = _CONTENT_TYPE_JSON
-            self.request_timeout = None
         elif self._session.closed:
             raise ClientClosedError("the aiohttp.ClientSession given to Client is closed")
         return self._session
@@ -201,8 +199,6 @@ class Transport:
         would wait out the attempt timeout, 30 s by default, and then blame the server).
         """
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
             if self._loop is not None and asyncio.get_running_loop() is not self._loop:
@@ -262,43 +258,28 @@ class Transport:
         return value
 
     async def send(
-        self,
-        session: aiohttp.ClientSession,
-        req: Request,
-        attempt_timeout: aiohttp.ClientTimeout | None,
+        self, session: aiohttp.ClientSession, req: Request, total: float, now: float
     ) -> Any:
-        """Send one attempt; return the parsed 2xx answer, or raise the mapped error.
-
-        ``attempt_timeout`` None: the session's default, which for an owned session is
-        enforced by the transport's one timer (when the timeout is long enough for it).
-        """
-        timer = self._timer if attempt_timeout is None else None
-        attempt = 0 if timer is None else timer.enter()
+        """Send one attempt of at most ``total`` seconds from ``now`` (loop time); return
+        the parsed 2xx answer, or raise the mapped error."""
+        timer = self._timer
+        assert timer is not None  # session() made it
+        attempt = timer.enter(total, now)
         try:
             method, path = req.method, req.path
             unchained: LosantError | None = None
             try:
                 # Redirects are never followed: aiohttp would resend a POST as a GET, and send
                 # the request (its body too) to whatever origin the server names.
-                if attempt_timeout is None:
-                    request = session.request(
-                        method,
-                        req.url,
-                        params=req.params,
-                        data=req.data,
-                        headers=req.headers,
-                        allow_redirects=False,
-                    )
-                else:
-                    request = session.request(
-                        method,
-                        req.url,
-                        params=req.params,
-                        data=req.data,
-                        headers=req.headers,
-                        timeout=attempt_timeout,
-                        allow_redirects=False,
-                    )
+                request = session.request(
+                    method,
+                    req.url,
+                    params=req.params,
+                    data=req.data,
+                    headers=req.headers,
+                    timeout=self._aiohttp_timeout,
+                    allow_redirects=False,
+                )
                 async with request as resp:
                     # Known to close() while its body is read (see there). An answer whose head
                     # came as close() ran, before this task resumed, is ended here.
@@ -350,7 +331,8 @@ class Transport:
                     path=path,
                 ) from exc
             except TimeoutError as exc:
-                raise self._timed_out(attempt_timeout or self.timeout, method, path) from exc
+                # aiohttp's own: sock_read or sock_connect (the total is the timer's).
+                raise self._timed_out(f"waiting for the server ({exc})", method, path) from exc
             except aiohttp.ClientResponseError as exc:
                 # Its request_info holds the request's headers, the token among them: keep its
                 # text only, and raise outside this block so it is not even __context__.
@@ -366,16 +348,21 @@ class Transport:
                 raise unchained
             raise self._error(status, raw, method, path, retry_after)
         except asyncio.CancelledError:
-            if timer is not None and timer.leave(attempt, cancelled=True):
-                raise self._timed_out(self.timeout, req.method, req.path) from None
+            cause = timer.leave(attempt)
+            if cause is _Cancel.TIMEOUT:
+                how = f"after {total:.3g} s waiting for the server"
+                raise self._timed_out(how, req.method, req.path) from None
+            if cause is _Cancel.NOT_THE_TASK and self.closed:
+                # Not a cancellation of the call: close() ended aiohttp's wait for a
+                # connection from the pool (its connector cancels those waiters).
+                raise self._closed_under(req.method, req.path, in_flight=False) from None
             raise
         finally:
-            if timer is not None:
-                timer.leave(attempt, cancelled=False)
+            timer.done(attempt)
 
-    def _timed_out(self, timeout: aiohttp.ClientTimeout, method: str, path: str) -> TransportError:
+    def _timed_out(self, how: str, method: str, path: str) -> TransportError:
         return TransportError(
-            f"timed out after {timeout.total or 0:.3g} s waiting for the server"
+            f"timed out {how}"
             + (" (the request may have been applied)" if method != "GET" else ""),
             method=method,
             path=path,
@@ -472,86 +459,105 @@ class Transport:
             yield chunk
 
 
-_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+_current_task = asyncio.current_task
 
 
-def _coarse_enough(timeout: aiohttp.ClientTimeout) -> bool:
-    """Whether ``timeout`` is a plain total that aiohttp would round up to whole seconds
-    (at least its ``ceil_threshold``), so that :class:`_AttemptTimer` fires when it would."""
-    total = timeout.total
-    return (
-        total is not None
-        and total >= timeout.ceil_threshold
-        and timeout == aiohttp.ClientTimeout(total=total, ceil_threshold=timeout.ceil_threshold)
-    )
+class _Cancel(enum.Enum):
+    """Why an attempt's task met a CancelledError (see _AttemptTimer.leave)."""
+
+    TIMEOUT = "the attempt's timer cancelled the task"
+    TASK = "the task was cancelled by someone else"
+    NOT_THE_TASK = "the task was not cancelled: an awaited future was"
 
 
 class _AttemptTimer:
-    """The total timeout of every attempt in flight on the owned session, by one timer.
+    """The total timeout of every attempt in flight, by one timer for them all.
 
-    aiohttp arms a timer per request (a ``TimerHandle`` on the loop's heap, cancelled
-    when the answer has been read): on asyncio about 4% of a row's instructions in an
-    import. A total of at least ``ceil_threshold`` (5 s) it rounds up to a whole second
-    of loop time. This does the same for all attempts with one timer: each attempt is due
-    at ``ceil(start + total)``; the timer fires at the earliest due time of the attempts
-    in flight and cancels the tasks of those due by then, as aiohttp's ``TimerContext``
-    does, and the attempt turns that cancellation into a timeout (:meth:`leave`); a
-    cancellation from elsewhere (the caller's, or one that came with the timeout's)
-    propagates. Attempts are told apart by a number, not by task: a ``scan_raw``
-    consumer may make calls of its own while its attempt is in flight.
+    aiohttp would arm a timer per request (a ``TimerHandle`` on the loop's heap, cancelled
+    when the answer has been read: on asyncio about 4% of a row's instructions in an
+    import), and its timeout context, entered twice per request, undoes a cancellation
+    twice: a caller's ``task.cancel()`` in the same loop iteration as the timeout was
+    swallowed (the call ended with a timeout error, the task was never cancelled, and a
+    bulk import cancelled so hung on a worker that went on waiting for rows); nor could
+    it end an attempt while a ``scan_raw`` consumer ran outside aiohttp's code.
+
+    Each attempt is due at its start plus its total, rounded up to a whole second of loop
+    time from ``ceil_threshold`` (5 s) up, as aiohttp rounds. The timer fires at the
+    earliest due time in flight and cancels the tasks of the attempts due by then; each
+    such attempt undoes that one cancellation and ends as a timeout (:meth:`leave`); a
+    cancellation from elsewhere propagates. Attempts are numbered, not keyed by task: a
+    ``scan_raw`` consumer may make calls while its GET's attempt is in flight.
     """
 
-    __slots__ = ("_armed_for", "_due", "_expired", "_handle", "_last", "_loop", "_total")
+    __slots__ = (
+        "_armed_for",
+        "_ceil_threshold",
+        "_due",
+        "_expired",
+        "_handle",
+        "_last",
+        "_loop",
+    )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: aiohttp.ClientTimeout) -> None:
-        assert timeout.total is not None
+    def __init__(self, loop: asyncio.AbstractEventLoop, ceil_threshold: float) -> None:
         self._loop = loop
-        self._total = timeout.total
+        self._ceil_threshold = ceil_threshold
         #: Attempts in flight: number -> (task, due time, the task's cancelling() at start).
         self._due: dict[int, tuple[asyncio.Task[Any], float, int]] = {}
         #: Attempts this timer ended (their task cancelled) that have not left yet.
         self._expired: set[int] = set()
         self._last = 0
         self._handle: asyncio.TimerHandle | None = None
-        self._armed_for = 0.0
+        self._armed_for = math.inf
 
-    def enter(self) -> int:
-        """Start timing an attempt of the current task; returns its number for leave()."""
-        task = asyncio.current_task(self._loop)
+    def enter(self, total: float, now: float) -> int:
+        """Start timing an attempt of the current task that starts ``now`` (loop time);
+        returns its number for leave() and done()."""
+        task = _current_task(self._loop)
         if task is None:
             raise RuntimeError("an asyncmembers call must run in an asyncio task")
-        due = math.ceil(self._loop.time() + self._total)
+        due = now + total
+        if total >= self._ceil_threshold:
+            due = math.ceil(due)
         self._last = attempt = self._last + 1
         self._due[attempt] = (task, due, task.cancelling())
-        if self._handle is None:
+        if due < self._armed_for:
+            if self._handle is not None:
+                self._handle.cancel()
             self._arm(due)
         return attempt
 
-    def leave(self, attempt: int, *, cancelled: bool) -> bool:
-        """End ``attempt``; with ``cancelled``, whether that was this timer's doing (and
-        no one else's), so that the attempt should end as a timeout. Idempotent."""
+    def done(self, attempt: int) -> None:
+        """End ``attempt`` (idempotent)."""
         entry = self._due.pop(attempt, None)
-        if entry is None or attempt not in self._expired:
-            return False
-        self._expired.discard(attempt)
+        if entry is not None and self._expired and attempt in self._expired:
+            # Cancelled by this timer, ended some other way: the cancel is undone all the same.
+            self._expired.discard(attempt)
+            entry[0].uncancel()
+
+    def leave(self, attempt: int) -> _Cancel | None:
+        """End ``attempt`` as its task meets a CancelledError: why it did (None if the
+        attempt had already ended)."""
+        entry = self._due.pop(attempt, None)
+        if entry is None:
+            return None
         task, _, cancelling = entry
-        # Undo this timer's cancel; one from elsewhere (counted above the start) stays.
-        return task.uncancel() <= cancelling and cancelled
+        if attempt in self._expired:
+            self._expired.discard(attempt)
+            # Undo this timer's cancel; one from elsewhere (counted above the start) stays.
+            return _Cancel.TIMEOUT if task.uncancel() <= cancelling else _Cancel.TASK
+        # Any cancellation requested of the task (a pending one included) is the caller's.
+        return _Cancel.TASK if task.cancelling() else _Cancel.NOT_THE_TASK
 
     def _arm(self, when: float) -> None:
         self._armed_for = when
         self._handle = self._loop.call_at(when, self._fire)
 
-    def cancel(self) -> None:
-        """Disarm (the client is closing: its attempts end on their own)."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
     def _fire(self) -> None:
         self._handle = None
         # A loop may run a timer a hair before its time (uvloop's are in milliseconds).
         now = max(self._loop.time(), self._armed_for)
+        self._armed_for = math.inf
         nearest = math.inf
         expired = self._expired
         for attempt, (task, due, _) in self._due.items():

@@ -186,33 +186,23 @@ async def test_a_callers_session_gets_every_header_on_each_request(mocked: aiore
     assert "Content-Type" not in get_kw["headers"]
     assert post_kw["headers"]["Content-Type"] == "application/json"
     assert post_kw["headers"]["Authorization"] == f"Bearer {TOKEN}"
-    assert get_kw["timeout"].total == 7
+    # The attempt's total is the transport's timer's (tests/test_attempt_timer.py); a
+    # caller's session, with a default of its own, is told the rest of the timeout.
+    assert get_kw["timeout"] == aiohttp.ClientTimeout(total=None)
 
 
-async def test_owned_session_holds_a_short_attempt_timeout(mocked: aioresponses) -> None:
+async def test_aiohttp_never_holds_the_attempt_total(mocked: aioresponses) -> None:
+    """The transport's timer keeps each attempt's total (tests/test_attempt_timer.py);
+    aiohttp gets the rest of the timeout, on the owned session and with each request."""
     mocked.get(MEMBERS, payload={"items": []})
-    async with am.Client(TOKEN, timeout=3) as c:
+    timeout = aiohttp.ClientTimeout(total=7, sock_read=3)
+    async with am.Client(TOKEN, timeout=timeout) as c:
         await c.instance_members.get(instanceId=IID)
         session = c._session.transport._session
-        assert session is not None and session.timeout.total == 3
-        assert c._session.transport._timer is None
+        assert session is not None
+        assert session.timeout == aiohttp.ClientTimeout(total=None, sock_read=3)
     [(_, _, kw)] = calls(mocked)
-    assert "timeout" not in kw or kw["timeout"].total <= 3
-
-
-async def test_a_long_attempt_timeout_is_kept_by_the_transport_timer(
-    mocked: aioresponses,
-) -> None:
-    """From aiohttp's ceil_threshold (5 s) up, one timer keeps every attempt's timeout
-    (tests/test_attempt_timer.py); the requests carry none of their own."""
-    mocked.get(MEMBERS, payload={"items": []})
-    async with am.Client(TOKEN, timeout=7) as c:
-        await c.instance_members.get(instanceId=IID)
-        session = c._session.transport._session
-        assert session is not None and session.timeout.total is None
-        assert c._session.transport._timer is not None
-    [(_, _, kw)] = calls(mocked)
-    assert "timeout" not in kw
+    assert kw["timeout"] == aiohttp.ClientTimeout(total=None, sock_read=3)
 
 
 async def test_base_url_with_path_prefix(mocked: aioresponses) -> None:
