@@ -156,7 +156,9 @@ CONFIGS: dict[str, Config] = {
         lat_latencies=(0.05, 0.2),
         lat_concurrency=64,
         lat_rows_per_worker=20,
-        lat_pairs=9,  # 5 pairs put the 50 ms figure at +0.1, -1.0 and -1.3 points in three runs
+        # 5 pairs put the 50 ms figure at +0.1, -1.0 and -1.3 points in three runs; 9 at
+        # -1.6 and +1.1 points in two runs of the same code (IQR about +-3 points)
+        lat_pairs=21,
         rl_limit=200.0,
         rl_seconds=15.0,
         rl_runs=5,
@@ -706,6 +708,11 @@ def efficiency(cfg: Config) -> Section:
                     ]
                 )
             d = spread([100 * x for x in diffs])
+            if d.ci is not None:
+                s.notes.append(
+                    f"whole-run efficiency at {lat * 1000:.0f} ms, asyncmembers − raw gather "
+                    f"loop: 95% CI of the median {d.ci[0]:+.1f} to {d.ci[1]:+.1f} points"
+                )
             s.figures.append(
                 Figure(
                     f"whole-run efficiency at {lat * 1000:.0f} ms, asyncmembers − raw gather loop",
