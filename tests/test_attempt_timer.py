@@ -58,6 +58,19 @@ async def in_flight(client: am.Client, n: int = 1) -> None:
     raise AssertionError("the attempt never started")
 
 
+async def one_stalled_call(
+    server: FakeLosantServer, client: am.Client
+) -> tuple[asyncio.Task[object], _AttemptTimer, int]:
+    """A GET the server never answers, in flight: its task, the timer and its attempt."""
+    await client.instance_members.get(instanceId=IID)
+    server.faults = STALLED
+    call: asyncio.Task[object] = asyncio.create_task(client.instance_members.get(instanceId=IID))
+    await in_flight(client)
+    timer = timer_of(client)
+    [attempt] = timer._due
+    return call, timer, attempt
+
+
 @pytest.mark.parametrize(
     "given",
     [
@@ -154,14 +167,11 @@ async def test_only_the_overdue_attempt_is_ended(
 async def test_a_cancel_from_the_caller_is_not_a_timeout(
     server: FakeLosantServer, client: am.Client
 ) -> None:
-    await client.instance_members.get(instanceId=IID)
-    server.faults = STALLED
-    call = asyncio.create_task(client.instance_members.get(instanceId=IID))
-    await in_flight(client)
+    call, timer, _ = await one_stalled_call(server, client)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    assert timer_of(client)._due == {}
+    assert timer._due == {}
 
 
 async def test_a_cancel_that_comes_with_the_timeout_propagates(
@@ -169,12 +179,8 @@ async def test_a_cancel_that_comes_with_the_timeout_propagates(
 ) -> None:
     """The timer ends the attempt and the caller cancels in the same loop iteration: the
     caller's cancellation wins (aiohttp's TimerContext does the same)."""
-    await client.instance_members.get(instanceId=IID)
-    server.faults = STALLED
-    call = asyncio.create_task(client.instance_members.get(instanceId=IID))
-    await in_flight(client)
-    timer = timer_of(client)
-    [(attempt, (task, _, cancelling))] = timer._due.items()
+    call, timer, attempt = await one_stalled_call(server, client)
+    task, _, cancelling = timer._due[attempt]
     timer._due[attempt] = (task, 0.0, cancelling)  # overdue now
     timer._fire()
     call.cancel()
@@ -199,12 +205,8 @@ async def test_a_timer_run_a_hair_early_still_ends_the_attempt(
     server: FakeLosantServer, client: am.Client
 ) -> None:
     """uvloop runs timers in whole milliseconds: one may fire just before its time."""
-    await client.instance_members.get(instanceId=IID)
-    server.faults = STALLED
-    call = asyncio.create_task(client.instance_members.get(instanceId=IID))
-    await in_flight(client)
-    timer = timer_of(client)
-    [(attempt, (task, _, cancelling))] = timer._due.items()
+    call, timer, attempt = await one_stalled_call(server, client)
+    task, _, cancelling = timer._due[attempt]
     loop = asyncio.get_running_loop()
     due = loop.time() + 0.0005  # due half a millisecond from now, fired now
     timer._due[attempt] = (task, due, cancelling)

@@ -773,6 +773,16 @@ async def find_member(
     )
 
 
+def _enqueue(queue: asyncio.Queue[Job | None] | None, job: Job) -> Awaitable[None] | None:
+    """Put ``job`` on ``queue`` now if there is room (what ``put()`` does then, without
+    a coroutine per row); otherwise return the ``put()`` to await."""
+    assert queue is not None  # a row that needs a request needs the queue
+    if queue.full():
+        return queue.put(job)
+    queue.put_nowait(job)
+    return None
+
+
 async def read_rows(
     rows: Rows,
     each: Callable[[int, Any], Job | None],
@@ -795,12 +805,8 @@ async def read_rows(
                     break
                 job = each(index, item)
                 index += 1
-                if job is not None:
-                    assert queue is not None  # a row that needs a request needs the queue
-                    if queue.full():
-                        await queue.put(job)
-                    else:
-                        queue.put_nowait(job)  # what put() does when there is room
+                if job is not None and (wait := _enqueue(queue, job)) is not None:
+                    await wait
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
@@ -812,11 +818,8 @@ async def read_rows(
             job = each(index, item)
             index += 1
             if job is not None:
-                assert queue is not None  # a row that needs a request needs the queue
-                if queue.full():
-                    await queue.put(job)
-                else:
-                    queue.put_nowait(job)  # what put() does when there is room
+                if (wait := _enqueue(queue, job)) is not None:
+                    await wait
             elif index % 256 == 0:
                 await asyncio.sleep(0)
     return index
