@@ -21,7 +21,9 @@ asyncio and on uvloop, and ``bulk_import`` on asyncio and as the CLI runs it; ea
 shown against the raw gather loop on asyncio, as the timed figures are. These counts
 depend a little on timing (how many answers one wakeup finds), so they repeat to within
 a few percent, not exactly; they are a cross-check of the timed ratios, which also pay
-for cache misses and the kernel, not a replacement.
+for cache misses and the kernel, not a replacement. ``--cold --per-row`` also runs a job
+of ``--small`` rows and prints what a row costs beyond it: the request path (aiohttp's
+included) without start-up and imports.
 
 Needs ``valgrind`` on the PATH; prints one line per variant and their ratio.
 """
@@ -116,7 +118,7 @@ def count_cold(url: str, instance: str, client: str, loop: str, rows: int) -> in
     return _valgrind(_COLD_CHILD.format(root=root), json.dumps(params))
 
 
-def _cold_main(rows: int) -> int:
+def _cold_main(rows: int, small: int | None = None) -> int:
     from ._bytecode import compile_measured
     from ._serverproc import ServerProcess
 
@@ -129,9 +131,15 @@ def _cold_main(rows: int) -> int:
                 continue
             counts[client, loop] = n = count_cold(srv.url, srv.new_instance(), client, loop, rows)
             base = counts[COLD_VARIANTS[0]]
+            per_row = ""
+            if small is not None:
+                # A second, smaller job: the difference is what the extra rows cost, with
+                # start-up and imports cancelled out (it still depends a little on timing).
+                m = count_cold(srv.url, srv.new_instance(), client, loop, small)
+                per_row = f"; {(n - m) / (rows - small):,.0f} a row beyond {small:,} rows"
             print(
                 f"{client:10} ({loop:7}) {n / 1e6:8,.1f} M instructions, {n / rows:8,.0f} a row; "
-                f"/ raw gather (asyncio) {n / base:.3f}x",
+                f"/ raw gather (asyncio) {n / base:.3f}x{per_row}",
                 flush=True,
             )
     if have_uvloop:
@@ -158,14 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="whole cold jobs of --large rows against the embedded server (import included)",
     )
+    ap.add_argument(
+        "--per-row",
+        action="store_true",
+        help="with --cold: also a job of --small rows, and the instructions a row costs "
+        "beyond it (the request path without start-up and imports)",
+    )
     args = ap.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
-    if args.cold:
-        return _cold_main(args.large)
     if not 0 < args.small < args.large:
         ap.error("--small must be at least 1 and less than --large")
+    if args.cold:
+        return _cold_main(args.large, args.small if args.per_row else None)
     per_row: dict[str, float] = {}
     for variant in args.variants.split(","):
         per_row[variant] = count(variant, small=args.small, large=args.large, loop=args.loop)
