@@ -158,6 +158,12 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[tuple[float, float]], Callable[[
         lambda t: 50,
     ),
     (
+        "50/s, bucket 1, concurrency 1, first refused",
+        {"rate": 50, "burst": 1, "concurrency": 1, "stray": lambda n: n == 1},
+        [(1.5, 4.5), (5, 30), (30, 60)],
+        lambda t: 50,
+    ),
+    (
         "5/s, bucket 1, concurrency 16",
         {"rate": 5, "burst": 1, "concurrency": 16},
         [(1.5, 6.5), (6.5, 30), (30, 60)],

@@ -43,6 +43,16 @@ def share(server: Server, start: float, end: float, limit: float) -> float:
         ),
         # a bucket a tenth of a pause's refill: before, 36%
         ("small bucket", lambda: simulate(300, 30), (10, 60), 300, 0.5),
+        # concurrency 1, a 1-request bucket whose token something else took: the first
+        # answer is a 429 with nothing let through. Before, the rate fell to 1/s (half
+        # the concurrency, taken as a rate): 7% of the limit 1.5-4.5 s in; now 35%
+        (
+            "first refused",
+            lambda: simulate(50, 1, concurrency=1, stray=lambda n: n == 1),
+            (1.5, 4.5),
+            50,
+            0.3,
+        ),
     ],
 )
 def test_an_estimate_far_below_the_limit_is_left_within_seconds(

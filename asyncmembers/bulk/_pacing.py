@@ -40,6 +40,9 @@ MAX_PAUSE = 60.0
 #: then began an episode of its own, measured over milliseconds with nothing let through,
 #: and the halved rate fell to ~1 request a second against a 200/s limit.
 MIN_PAUSE = 0.1
+#: Before the first answer the rate halved by a 429 that let nothing through is this,
+#: or the concurrency if higher.
+FIRST_RATE = 16.0
 #: Fraction of the measured limit to run at after a 429.
 BACKOFF_FRACTION = 0.97
 #: Growth of the adaptive rate per second without a 429, up to the last measured limit.
@@ -443,21 +446,27 @@ class Pacer:
                 if recent is not None and (self._burst is None or self._burst < WINDOW * recent):
                     measured = max(measured, recent)
             self._ceiling = measured
+        nothing_through = measured <= 0
+        if nothing_through:
+            # No answer let through at all since the last 429: halve whatever rate was in
+            # force. Before the first answer none is: start from half the concurrency, or
+            # 8/s if more (a 429 to the first POST, whose bucket's one token the read of
+            # existing members took: at concurrency 1, half of it, 0.5/s, left the import
+            # crawling at a row a second).
+            measured, backoff = (rate_then or max(float(self._max), FIRST_RATE)) / 2, 1.0
         if self._first_interval is None:
             self._first_interval = (self._let_through, interval)
         self._bucket_in_interval = False
         self._let_through = 0
         self._waited, self._requests_from = 0, self.requests
         self._interval_start = now
-        # No answer let through at all since the last 429: halve whatever rate was in force.
-        fallback = (self._rate or float(self._max)) / 2
-        self._set_rate(measured * backoff if measured > 0 else fallback)
+        self._set_rate(measured * backoff)
         self._reschedule_slots(self._pause_until)
         # The bucket refills while everyone waits: sending that refill at once after the
         # pause (and only then the measured rate) is what keeps a pause from costing a
         # pause's worth of requests.
         self._credit = 0
-        if self._burst is not None and measured > 0:
+        if self._burst is not None and not nothing_through:
             self._credit = int(CREDIT_FRACTION * min(self._burst, measured * pause))
         self._last_growth = self._probe_from = self._active_from = self._pause_until
         self._window_start, self._window_count = self._pause_until + SETTLE, 0
