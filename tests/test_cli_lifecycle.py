@@ -198,6 +198,29 @@ async def test_sync_invalid_rows_go_to_the_report_and_exit_1(
     assert changes(ten) == 0  # everything else was equal
 
 
+async def test_sync_prune_never_removes_a_member_an_unreadable_row_may_mean(
+    ten: FakeLosantServer, tmp_path: Path
+) -> None:
+    """A cp1252 file read as UTF-8: the row for zoë, a member, cannot be read, and names
+    nobody clearly. Before, the prune removed zoë (an outside attack); now no member is
+    removed, the plan says how many were held back, and the run exits 1."""
+    ten.add_member(IID, email="zoë@example.com", role="view")
+    rows = "email,role\n" + "".join(
+        f"u{i}@example.com,{'view' if i < 5 else 'admin'}\n" for i in range(9)
+    )
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes((rows + "zoë@example.com,view\n").encode("cp1252"))
+    result = await run(
+        ten, "sync", str(path), "--instance", IID, "--prune", "--max-removals", "5", "--no-progress"
+    )
+    assert result.exit_code == 1, result.output
+    assert "zoë@example.com" in roles(ten) and "u9@example.com" in roles(ten)
+    assert ten.stats.by_method["DELETE"] == 0
+    # u9 (in no row) and zoë (whose row could not be read) are held back
+    assert re.search(r"Not removed \(see errors\)\s+2\b", result.stdout), result.stdout
+    assert re.search(r"Invalid rows\s+1\b", result.stdout), result.stdout
+
+
 def test_a_failed_removal_is_reported_but_never_re_added() -> None:
     # A member a sync failed to remove goes to the report's extra column only: importing
     # or syncing the report cannot add it back (its email/userId/role cells are empty).

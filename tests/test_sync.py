@@ -383,3 +383,92 @@ async def test_on_plan_shows_the_plan_before_any_change_and_can_stop_it(
             on_plan=refuse,
         )
     assert server.stats.requests == 1  # the read only: nothing was changed
+
+
+# An invalid row that names no member clearly (found by an outside attack: each of these
+# rows' members was removed by a prune, although the README says it never is).
+UNCLEAR_ROWS: list[tuple[str, Any, str]] = [
+    ("name and address", {"email": "Bob <bob@example.com>", "role": "view"}, "bob"),
+    ("zero-width space", {"email": "ann@example.com\u200b", "role": "view"}, "ann"),
+    ("soft hyphen", {"email": "a\u00adnn@example.com", "role": "banana"}, "ann"),
+]
+
+
+@pytest.mark.parametrize(("name", "row", "who"), UNCLEAR_ROWS, ids=[r[0] for r in UNCLEAR_ROWS])
+async def test_an_invalid_row_read_leniently_keeps_the_member_it_names(
+    client: am.Client, server: FakeLosantServer, name: str, row: Any, who: str
+) -> None:
+    """Read leniently (case, space, invisible characters, ``Name <address>``), the row
+    names a member: that one is kept, and the prune goes on for the others."""
+    current = {"ann@example.com": "view", "bob@example.com": "view", "leaver@example.com": "view"}
+    seed(server, current)
+    others = [{"email": e, "role": "view"} for e in current if not e.startswith((who, "leaver"))]
+    result = await am.sync_members(
+        client, instanceId=IID, members=[row, *others], prune=True, max_removals=1
+    )
+    assert (result.removed, result.failed) == (1, 1)
+    assert f"{who}@example.com" in state(server)
+    assert "leaver@example.com" not in state(server)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"email": 12345, "role": "view"},  # not a string
+        "m0@example.com, view",  # not a row at all
+        {"mail_address": "m0@example.com", "role": "view"},  # a column nobody recognised
+        {"email": "zo\udceb@example.com", "role": "view"},  # a Latin-1 byte read as UTF-8
+    ],
+)
+async def test_an_invalid_row_that_names_nobody_clearly_withholds_every_removal(
+    client: am.Client, server: FakeLosantServer, bad: Any
+) -> None:
+    """It may mean any member: no member is removed, each removal fails saying why, and
+    the rest of the plan (adds, role changes) is applied."""
+    current = {f"m{i}@example.com": "view" for i in range(10)}
+    seed(server, current)
+    desired = [bad, {"email": "m1@example.com", "role": "admin"}]
+    plans: list[SyncPlan] = []
+    result = await am.sync_members(
+        client, instanceId=IID, members=desired, prune=True, max_removals=100, on_plan=plans.append
+    )
+    assert (plans[0].remove, plans[0].failed, plans[0].withheld) == (0, 10, 9)
+    assert state(server) == {**current, "m1@example.com": "admin"}
+    assert (result.updated, result.removed, result.failed) == (1, 0, 1 + 9)
+    withheld = [f for f in result.failures if "not removed" in str(f.error)]
+    assert len(withheld) == 9
+    assert "name no member clearly" in str(withheld[0].error)
+    plan = await am.sync_members(
+        client, instanceId=IID, members=desired, prune=True, max_removals=100, dry_run=True
+    )
+    assert (plan.removed, plan.failed) == (0, 1 + 9)
+
+
+async def test_a_list_whose_rows_all_failed_removes_nobody(
+    client: am.Client, server: FakeLosantServer
+) -> None:
+    current = {f"m{i}@example.com": "view" for i in range(10)}
+    seed(server, current)
+    desired = [{"mail_address": e, "role": "view"} for e in current]
+    result = await am.sync_members(
+        client, instanceId=IID, members=desired, prune=True, max_removals=100
+    )
+    assert state(server) == current
+    assert (result.removed, result.failed) == (0, 20)
+
+
+async def test_an_invalid_row_with_a_clear_new_email_does_not_hold_the_prune(
+    client: am.Client, server: FakeLosantServer
+) -> None:
+    """A row whose email is valid but names nobody current (a new hire with a role that
+    does not exist) cannot mean a current member: the prune goes on."""
+    seed(server, {"keep@example.com": "view", "leaver@example.com": "view"})
+    desired = [
+        {"email": "new.hire@example.com", "role": "superuser"},
+        {"email": "keep@example.com", "role": "view"},
+    ]
+    result = await am.sync_members(
+        client, instanceId=IID, members=desired, prune=True, max_removals=1
+    )
+    assert (result.removed, result.failed) == (1, 1)
+    assert state(server) == {"keep@example.com": "view"}

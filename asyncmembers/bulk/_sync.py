@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import IO, Any
 
 import attrs
 
+from .._schema import EMAIL_RE, OBJECT_ID_RE
 from ..client import Client
 from ..errors import LosantError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
@@ -74,10 +76,11 @@ class SyncPlan:
     """What a sync is about to do, passed to ``on_plan`` before any change is sent.
 
     Counts of the changes (``add``, ``update``, ``remove``) and of the rows that need
-    none (``unchanged``, ``failed``: invalid rows), ``current`` (members read), and
-    ``samples``: the first rows of each kind (``"add"``, ``"update"``: the rows as given;
-    ``"remove"``: members in wire form). Raising from ``on_plan`` stops the sync with
-    nothing changed; the removal guard is checked after it.
+    none (``unchanged``, ``failed``: invalid rows, and the ``withheld`` members a prune
+    would remove but cannot be sure the list leaves out, which fail saying why),
+    ``current`` (members read), and ``samples``: the first rows of each kind (``"add"``,
+    ``"update"``: the rows as given; ``"remove"``: members in wire form). Raising from
+    ``on_plan`` stops the sync with nothing changed; the removal guard is checked after it.
     """
 
     current: int = 0
@@ -86,6 +89,7 @@ class SyncPlan:
     remove: int = 0
     unchanged: int = 0
     failed: int = 0
+    withheld: int = 0
     samples: dict[str, list[Any]] = attrs.field(
         factory=lambda: {"add": [], "update": [], "remove": []}
     )
@@ -178,8 +182,15 @@ async def sync_members(
     return result
 
 
-def _raw_keys(item: object) -> tuple[str, ...]:
-    """The identities an invalid row seems to name (so that prune never removes them)."""
+_FORMAT_CHARS = re.compile(r"[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
+_ANGLE = re.compile(r"<([^<>]*)>")
+
+
+def _raw_keys(item: object) -> tuple[tuple[str, ...], bool]:
+    """The identities an invalid row seems to name (so that prune never removes them),
+    and whether it names one clearly: a valid userId or email, read leniently (case,
+    surrounding space, invisible format characters, ``Name <address>``). A row that names
+    nobody clearly may mean any member."""
     values: dict[str, object] = {}
     if isinstance(item, Mapping):
         values = {"email": item.get("email"), "userId": item.get("userId", item.get("user_id"))}
@@ -188,11 +199,31 @@ def _raw_keys(item: object) -> tuple[str, ...]:
         if isinstance(fields, Mapping) and isinstance(keys, Mapping):  # a SourceRow
             values = {name: fields.get(keys.get(name, "")) for name in ("email", "userId")}
     out = []
+    clear = False
     for name, prefix in (("userId", "u:"), ("email", "e:")):
         value = values.get(name)
-        if isinstance(value, str) and value.strip():
-            out.append(prefix + value.strip().lower())
-    return tuple(out)
+        if not isinstance(value, str):
+            continue
+        value = _FORMAT_CHARS.sub("", value).strip()
+        if name == "email" and (inner := _ANGLE.search(value)) is not None:
+            value = inner.group(1).strip()
+        if value:
+            out.append(prefix + value.lower())
+            pattern = OBJECT_ID_RE if name == "userId" else EMAIL_RE
+            clear = clear or (pattern.fullmatch(value) is not None and _whole(value))
+    return tuple(out), clear
+
+
+def _whole(value: str) -> bool:
+    """No character was lost reading it: no undecodable byte (a lone surrogate, as a file
+    read in the wrong encoding leaves), no U+FFFD put in its place."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\ufffd" not in value
 
 
 class _Sync:
@@ -209,6 +240,8 @@ class _Sync:
         #: Rows planned as a POST that name their member by email alone.
         self.email_only_adds = 0
         self.withheld = 0
+        #: Invalid rows that name no member clearly (so any member may be the one meant).
+        self.unclear_rows = 0
         self.plan = SyncPlan()
         self.on_plan: Callable[[SyncPlan], None] | None = None
 
@@ -240,6 +273,7 @@ class _Sync:
         result = engine.result
         assert isinstance(result, SyncResult)
         plan.unchanged, plan.failed = result.unchanged, result.failed + self.withheld
+        plan.withheld = self.withheld
         if self.prune:
             plan.samples["remove"] = [
                 self.table.wire(o) for o in self.table.unmarked(self.current)
@@ -276,7 +310,10 @@ class _Sync:
         entry that repeats a member (only its first entry is ever matched by a row, so
         the others looked unnamed), and a member listed without an email while rows name
         members by email alone (the row is planned as a POST, answered "already a
-        member", and the member it names was removed by userId).
+        member", and the member it names was removed by userId). And one in the list: an
+        invalid row that names no member clearly (``Bob <bob@...>`` once, an email cell of
+        the wrong encoding, a column that was not recognised) may mean any member, so
+        nothing is removed (each removal fails as withheld).
         """
         table = self.table
         duplicates = 0
@@ -285,10 +322,10 @@ class _Sync:
                 table.set_mark(ordinal, _DUPLICATE)
                 duplicates += 1
         self.members = self.current - duplicates
-        if not self.email_only_adds:
+        if not (self.email_only_adds or self.unclear_rows):
             return
         for ordinal in table.unmarked(self.current):
-            if not table.email(ordinal):
+            if self.unclear_rows or not table.email(ordinal):
                 table.set_mark(ordinal, _WITHHELD)
                 self.withheld += 1
 
@@ -303,6 +340,12 @@ class _Sync:
         return False
 
     def _withheld_error(self) -> LosantError:
+        if self.unclear_rows:
+            return LosantError(
+                f"not removed: {self.unclear_rows:,} invalid row(s) of the list name no "
+                f"member clearly (no valid email or userId), and any of them may mean this "
+                f"one; fix them (see their errors) and run the sync again"
+            )
         return LosantError(
             f"not removed: the server's list shows this member without an email, and "
             f"{self.email_only_adds:,} row(s) of the list name a member by email alone that "
@@ -332,10 +375,15 @@ class _Sync:
         try:
             post = InstanceMemberPost.coerce(item)  # type: ignore[arg-type]
         except ValidationError as exc:
-            # The list may still mean this member: never remove the one it seems to name.
-            ordinal = table.find_any(_raw_keys(item))
-            if ordinal is not None and not table.mark(ordinal):
-                table.set_mark(ordinal, _PROTECTED)
+            # The list may still mean this member: never remove the one it seems to name;
+            # and if it names nobody clearly, it may mean any member: no removals at all.
+            raw, clear = _raw_keys(item)
+            ordinal = table.find_any(raw)
+            if ordinal is not None:
+                if not table.mark(ordinal):
+                    table.set_mark(ordinal, _PROTECTED)
+            elif not clear:
+                self.unclear_rows += 1
             engine.done(index, item, "failed", (), error=exc)
             return
         keys = member_keys(post)

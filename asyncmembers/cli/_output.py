@@ -355,7 +355,9 @@ def print_plan(console: Console, plan: SyncPlan, *, prune: bool) -> None:
     table.add_row("To change role", f"{plan.update:,}")
     table.add_row("To remove" if prune else "To remove (no --prune: none)", f"{plan.remove:,}")
     table.add_row("Unchanged", f"{plan.unchanged:,}")
-    table.add_row("Invalid rows", f"{plan.failed:,}")
+    table.add_row("Invalid rows", f"{plan.failed - plan.withheld:,}")
+    if plan.withheld:
+        table.add_row("Not removed (see errors)", f"{plan.withheld:,}")
     console.print(table)
     for kind, label in (("add", "add"), ("update", "change role"), ("remove", "remove")):
         sample = plan.samples.get(kind) or []
