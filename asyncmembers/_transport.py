@@ -313,7 +313,9 @@ class Transport:
                             location = resp.headers.get("Location")
                             if location is not None:
                                 location = self.scrub(location.encode(errors="replace")).decode()
-                            raise _redirect_error(status, location, method, path)
+                            raise _redirect_error(
+                                status, location, method, path, self._secret_texts
+                            )
                         raw = self.scrub(await self._read(resp, method, path))
                         retry_after = parse_retry_after(resp.headers) if status == 429 else None
                     finally:
@@ -613,7 +615,14 @@ def _problem(exc: BaseException) -> str:
     return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
-def _redirect_error(status: int, location: str | None, method: str, path: str) -> RedirectError:
+def _redirect_error(
+    status: int, location: str | None, method: str, path: str, secrets: tuple[str, ...]
+) -> RedirectError:
+    if location:
+        # Case-insensitively: a host name is read in lower case, so a token spelled in
+        # capitals there would come out as the token itself.
+        for secret in secrets:
+            location = re.sub(re.escape(secret), "***", location, flags=re.IGNORECASE)
     try:
         host = URL(location).host if location else None
     except ValueError:

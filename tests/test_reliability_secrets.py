@@ -466,3 +466,65 @@ async def test_cli_output_never_shows_the_token(server: FakeLosantServer, tmp_pa
     # -vv did log the retries (so the check covers log lines), and errors were shown.
     assert "retrying" in outputs[0]
     assert "Unauthorized" in outputs[4]
+
+
+# -- the token given where something else belongs (found by an outside attack) -------------
+
+MISPLACED = [
+    ["list", "--instance", TOKEN],
+    ["add", "--instance", IID, "--user-id", TOKEN, "--role", "view"],
+    ["add", "--instance", IID, "--email", TOKEN, "--role", "view"],
+    ["import", TOKEN, "--instance", IID],
+    ["list", "--instance", IID, "--sort-field", TOKEN],
+    ["sync", "m.csv", "--instance", IID, "--max-removals", TOKEN],
+    ["--url", f"http://127.0.0.1:9/?access_token={TOKEN}", "list", "--instance", IID],
+    ["--url", f"http://{TOKEN.upper()}.example.com/", "list", "--instance", IID],
+]
+
+
+@pytest.mark.parametrize("args", MISPLACED, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("given", ["env", "option"])
+async def test_a_usage_error_never_quotes_the_token(
+    args: list[str], given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A usage error quotes the value it refused: before, the token put in --instance,
+    --user-id, a FILE argument or the URL was printed in full (and a host name in lower
+    case, as yarl reads it)."""
+    from tests.test_cli import run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.csv").write_text("email,role\n")
+    if given == "env":
+        result = await run(
+            None, "--url", "http://127.0.0.1:9", *args, token=None, env={"LOSANT_API_TOKEN": TOKEN}
+        )
+    else:
+        result = await run(None, "--url", "http://127.0.0.1:9", "--token", TOKEN, *args, token=None)
+    assert result.exit_code == 2, result.output
+    assert "Error:" in result.stderr
+    assert TOKEN.lower() not in result.output.lower(), result.output
+
+
+async def test_a_redirect_to_the_token_in_capitals_as_a_host_is_masked() -> None:
+    """The Location header is masked where it spells the token; a host name is read in
+    lower case, so a token of lower-case letters spelled in capitals came out whole."""
+    token = "0123456789abcdef0123456789abcdef"
+
+    async def redirect(request: web.Request) -> web.Response:
+        # The header as sent (web.HTTPFound would lower-case the host through yarl).
+        return web.Response(
+            status=302, headers={"Location": f"http://{token.upper()}.evil.example/"}
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with am.Client(token, url=f"http://127.0.0.1:{runner.addresses[0][1]}") as c:
+            with pytest.raises(am.RedirectError, match=r"to \*\*\*\.evil\.example") as info:
+                await c.instance_members.get(instanceId=IID)
+    finally:
+        await runner.cleanup()
+    assert token not in error_text(info.value).lower()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -102,6 +104,25 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except click.ClickException as exc:
+            # A usage error quotes the value given: the token, put in the wrong option
+            # (--instance, --url ...?access_token=, a FILE argument), would be printed.
+            # Case-insensitively: a host name in --url is shown in lower case. (click
+            # types ``message`` Final; the exception is ours to mend before it is shown.)
+            message = exc.message
+            for secret in _known_secrets(ctx):
+                message = re.sub(re.escape(secret), MASK, message, flags=re.IGNORECASE)
+            vars(exc)["message"] = message
+            raise
+
+
+def _known_secrets(ctx: click.Context) -> set[str]:
+    """The tokens this run knows: given to the group or a command, or in the environment."""
+    redactor = ctx.meta.get("asyncmembers.redactor")
+    secrets = set(redactor.secrets) if isinstance(redactor, _Redactor) else set()
+    if env := os.environ.get("LOSANT_API_TOKEN", "").strip():
+        secrets.add(env)
+    return {s for s in secrets if s}
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS, epilog=_EXIT_HELP)
