@@ -195,3 +195,63 @@ def test_a_journal_from_version_0_1_is_still_read(tmp_path: Path) -> None:
     j = Journal(path, IID)
     assert "e:old@example.com" in j.done
     j.close()
+
+
+# -- a journal records the role each row was finished with (found by an outside attack) ----
+
+
+async def test_a_role_the_last_run_skipped_is_changed_by_a_rerun_with_update_roles(
+    client: am.Client, server: FakeLosantServer, tmp_path: Path
+) -> None:
+    """Before, the row was "done in an earlier run" and ann stayed view."""
+    server.add_member(IID, email="ann@example.com", role="view")
+    journal = tmp_path / "j.journal"
+    desired = [{"email": "ann@example.com", "role": "admin"}, *rows(2)]
+    first = await am.bulk_import(client, instanceId=IID, members=desired, journal=journal)
+    assert (first.created, first.skipped) == (2, 1)
+    again = await am.bulk_import(
+        client, instanceId=IID, members=desired, journal=journal, update_roles=True
+    )
+    assert (again.updated, again.skipped, again.skipped_by_reason) == (
+        1,
+        2,
+        {"done in an earlier run": 2},
+    )
+    roles = {m["email"]: m["role"] for m in server.members(IID)}
+    assert roles["ann@example.com"] == "admin"
+
+
+async def test_a_row_whose_role_was_edited_since_the_last_run_is_sent_again(
+    client: am.Client, server: FakeLosantServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "j.journal"
+    await am.bulk_import(client, instanceId=IID, members=rows(3), journal=journal)
+    edited = [*rows(3)]
+    edited[1] = {**edited[1], "role": "admin"}
+    again = await am.bulk_import(
+        client, instanceId=IID, members=edited, journal=journal, update_roles=True
+    )
+    assert (again.updated, again.skipped) == (1, 2)
+    assert {m["email"]: m["role"] for m in server.members(IID)}["j1@example.com"] == "admin"
+    # Without update_roles the edited row is sent and skipped, naming the role it has.
+    third = await am.bulk_import(
+        client, instanceId=IID, members=[{**edited[2], "role": "admin"}], journal=journal
+    )
+    assert third.skipped_by_reason == {"already a member with role view": 1}
+
+
+def test_a_journal_line_without_a_role_is_done_for_any_role(tmp_path: Path) -> None:
+    """Lines written before roles were journaled keep meaning what they meant."""
+    path = tmp_path / "j.journal"
+    j = Journal(path, IID)
+    j.record(0, ("e:old@example.com",), "created")
+    j.record(1, ("e:new@example.com",), "created", "view")
+    j.record(2, ("e:differs@example.com",), "role_differs")
+    j.close()
+    j = Journal(path, IID)
+    try:
+        assert j.has("e:old@example.com", "admin") and j.has("e:old@example.com", "view")
+        assert j.has("e:new@example.com", "view") and not j.has("e:new@example.com", "admin")
+        assert not j.has("e:differs@example.com", "view")
+    finally:
+        j.close()

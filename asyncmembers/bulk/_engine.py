@@ -427,8 +427,12 @@ class Engine:
         category: str | None = None,
         retries: int = 0,
         journal_as: str | None = None,
+        role: str | None = None,
     ) -> None:
-        """Account for one row (or removal), once: result, progress, journal, callback."""
+        """Account for one row (or removal), once: result, progress, journal, callback.
+
+        ``role``: the row's role, journaled with an import's outcome (a re-run that asks
+        another role for the member is not "done in an earlier run")."""
         r = self.result
         p = self.progress
         r.total += 1
@@ -471,7 +475,7 @@ class Engine:
         if p is not None:
             p.done += 1
         if self.journal is not None and not r.dry_run:
-            self.journal.record(index, keys, journal_as or kind)
+            self.journal.record(index, keys, journal_as or kind, role)
         if self.on_outcome is not None:
             try:
                 self.on_outcome(Outcome(index, member, kind, reason, error, retries))  # type: ignore[arg-type]
@@ -622,7 +626,7 @@ class Engine:
                 # A first attempt answered 200, or a resend after an answer that proved
                 # nothing was applied: this run added the member. (In a sync the plan's
                 # read, complete before any change, showed it absent.)
-                self.done(index, item, "created", keys, retries=retries)
+                self.done(index, item, "created", keys, retries=retries, role=post.role.value)
 
     async def patch_role(self, job: Job, gate: _WorkerGate, user_id: str) -> int:
         """PATCH the member's role to the row's; return the retries it took."""
@@ -649,7 +653,13 @@ class Engine:
             self.fail_or_stop(job, failed.error, failed.retries)
         else:
             self.done(
-                index, item, "updated", keys, f"role changed to {post.role.value}", retries=retries
+                index,
+                item,
+                "updated",
+                keys,
+                f"role changed to {post.role.value}",
+                retries=retries,
+                role=post.role.value,
             )
 
     async def _remove(self, job: Job, gate: _WorkerGate) -> None:

@@ -35,6 +35,7 @@ from ._engine import (
     read_rows,
     run_engine,
 )
+from ._journal import ROLE_DIFFERS
 from ._result import (
     ALREADY_MEMBER,
     DONE_EARLIER,
@@ -202,8 +203,8 @@ class _Import:
         journal = engine.journal
         seen = self.seen
         for key in keys:
-            if journal is not None and key in journal.done:
-                engine.done(index, item, "skipped", keys, DONE_EARLIER)
+            if journal is not None and journal.has(key, post.role.value):
+                engine.done(index, item, "skipped", keys, DONE_EARLIER, role=post.role.value)
                 return None
             first = seen.get(key)
             if first is not None:
@@ -249,11 +250,12 @@ class _Import:
         """A row for a member the instance has (per the table): skip, or PATCH its role."""
         engine = self.engine
         if role == post.role.value:
-            engine.done(index, item, "skipped", keys, ALREADY_MEMBER)
+            engine.done(index, item, "skipped", keys, ALREADY_MEMBER, role=role)
             return None
         if not self.update_roles or user_id is None:
             reason = f"already a member with role {role}"
-            engine.done(index, item, "skipped", keys, reason)
+            # Not done: a re-run with update_roles must still change the role.
+            engine.done(index, item, "skipped", keys, reason, journal_as=ROLE_DIFFERS)
             return None
         if engine.result.dry_run:
             engine.done(
@@ -290,7 +292,7 @@ class _Import:
             if sent_at > self.snapshot_at or role != post.role.value:
                 await self._settle(job, gate, role, table.user_id(ordinal), retries)
                 return
-        engine.done(index, item, "created", keys, retries=retries)
+        engine.done(index, item, "created", keys, retries=retries, role=post.role.value)
 
     async def _settle(
         self, job: Job, gate: _WorkerGate, role: str | None, user_id: str | None, retries: int
@@ -300,11 +302,19 @@ class _Import:
         _, index, item, post, keys, _ = job
         assert post is not None
         if role is None or role == post.role.value:
-            engine.done(index, item, "skipped", keys, ALREADY_MEMBER, retries=retries)
+            engine.done(
+                index, item, "skipped", keys, ALREADY_MEMBER, retries=retries, role=post.role.value
+            )
             return
         if not self.update_roles or user_id is None:
             engine.done(
-                index, item, "skipped", keys, f"already a member with role {role}", retries=retries
+                index,
+                item,
+                "skipped",
+                keys,
+                f"already a member with role {role}",
+                retries=retries,
+                journal_as=ROLE_DIFFERS,
             )
             return
         try:
@@ -319,6 +329,7 @@ class _Import:
                 keys,
                 f"role changed from {role} to {post.role.value}",
                 retries=retries,
+                role=post.role.value,
             )
 
     async def _already(self, job: Job, gate: _WorkerGate) -> None:

@@ -18,9 +18,14 @@ A journal cannot lie about where it came from:
 - The file is locked (``flock``) for the run: a second run on the same journal is refused
   while the first holds it.
 
-Rows lines: ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``. Only
-``created``, ``updated``, ``skipped`` and ``removed`` (import, remove) mark a key done;
-``failed`` and ``duplicate`` do not (a sync journal is a record: its re-run plans afresh). Done keys are kept as 8-byte digests (:class:`DigestSet`).
+Rows lines: ``{"row": 0, "key": "e:ann@example.com", "outcome": "created"}``; an
+import's also name the row's ``role``. Only ``created``, ``updated``, ``skipped`` and
+``removed`` (import, remove) mark a key done; ``failed``, ``duplicate`` and
+``role_differs`` (skipped as a member with another role, without ``update_roles``) do not
+(a sync journal is a record: its re-run plans afresh). An import's key is done for the
+role it was journaled with: a re-run that asks another role for the member (the file
+was edited), or one with ``update_roles`` after a ``role_differs``, sends the row again.
+Done keys are kept as 8-byte digests (:class:`DigestSet`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ _VERSION = 2
 #: Header versions this release reads (1: asyncmembers 0.1, import only).
 _READABLE = (1, 2)
 _DONE = frozenset({"created", "updated", "skipped", "removed"})
+#: An import row skipped because the member has another role (no ``update_roles``).
+ROLE_DIFFERS = "role_differs"
 
 
 def _header(instance_id: str, mode: str) -> bytes:
@@ -196,7 +203,8 @@ class Journal:
             if isinstance(row, dict):
                 key = row.get("key")
                 if isinstance(key, str) and row.get("outcome") in _DONE:
-                    done.add(key)
+                    role = row.get("role")
+                    done.add(f"{key}#{role}" if isinstance(role, str) else key)
             elif not _torn(line):
                 # Only a write cut by a kill may be unreadable; anything else means the
                 # file was damaged, and what it says is done cannot be trusted.
@@ -226,15 +234,26 @@ class Journal:
                 "choose another --journal, then run the same command again to resume"
             ) from exc
 
-    def record(self, row: int, keys: tuple[str, ...], outcome: str) -> None:
+    def has(self, key: str, role: str) -> bool:
+        """Whether an earlier run finished ``key`` with ``role`` (or, journaled without a
+        role by asyncmembers 0.2.0's first releases, with any role)."""
+        done = self.done
+        return f"{key}#{role}" in done or key in done
+
+    def record(
+        self, row: int, keys: tuple[str, ...], outcome: str, role: str | None = None
+    ) -> None:
         """Append one row's outcome (a line per key) and flush it to the OS."""
         if self._file is None:
             return
         if not keys:
             self._append(dumps({"row": row, "outcome": outcome}) + b"\n")
             return
+        extra = {} if role is None else {"role": role}
         self._append(
-            b"".join(dumps({"row": row, "key": key, "outcome": outcome}) + b"\n" for key in keys)
+            b"".join(
+                dumps({"row": row, "key": key, "outcome": outcome, **extra}) + b"\n" for key in keys
+            )
         )
 
     def close(self) -> None:
