@@ -472,3 +472,26 @@ async def test_an_invalid_row_with_a_clear_new_email_does_not_hold_the_prune(
     )
     assert (result.removed, result.failed) == (1, 1)
     assert state(server) == {"keep@example.com": "view"}
+
+
+@pytest.mark.parametrize(("added_as", "outcome"), [("view", "updated"), ("admin", "unchanged")])
+async def test_a_member_added_after_the_plan_gets_the_lists_role(
+    client: am.Client, server: FakeLosantServer, added_as: str, outcome: str
+) -> None:
+    """Planned as an add, answered "already a member" (another admin added it after the
+    plan was made): before, it was "unchanged" whatever its role (an outside attack),
+    and the instance did not equal the list."""
+
+    def add_meanwhile(plan: SyncPlan) -> None:
+        server.add_member(IID, email="ann@example.com", role=added_as)
+
+    outcomes: list[am.Outcome] = []
+    result = await am.sync_members(
+        client,
+        instanceId=IID,
+        members=[{"email": "ann@example.com", "role": "admin"}],
+        on_plan=add_meanwhile,
+        on_outcome=outcomes.append,
+    )
+    assert [o.kind for o in outcomes] == [outcome]
+    assert result.ok and state(server) == {"ann@example.com": "admin"}

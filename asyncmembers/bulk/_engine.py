@@ -34,6 +34,7 @@ from ._digest import MemberTable
 from ._journal import Journal
 from ._pacing import Pacer
 from ._result import (
+    ALREADY_MEMBER,
     BulkResult,
     ItemFailure,
     Outcome,
@@ -605,15 +606,9 @@ class Engine:
             if exc.already_member and self.on_already is not None:
                 await self.on_already(job, gate)
             elif exc.already_member and self.sync:
-                # Planned as missing, but the server has it (added meanwhile): no change.
-                self.done(
-                    index,
-                    item,
-                    "unchanged",
-                    keys,
-                    "already a member",
-                    retries=gate.sends - before - 1,
-                )
+                # Planned as missing, but the server has it (added meanwhile): make its
+                # role the row's, as the plan would have had it been there.
+                await self._sync_existing(job, gate, max(0, gate.sends - before - 1))
             else:
                 self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
         except LosantError as exc:
@@ -627,6 +622,51 @@ class Engine:
                 # nothing was applied: this run added the member. (In a sync the plan's
                 # read, complete before any change, showed it absent.)
                 self.done(index, item, "created", keys, retries=retries, role=post.role.value)
+
+    async def _sync_existing(self, job: Job, gate: _WorkerGate, retries: int) -> None:
+        """A sync's planned add answered "already a member": look the member up, then
+        leave it (same role) or PATCH it to the row's role."""
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        try:
+            found = await find_member(
+                self.client, self.path, post, losantdomain=self.losantdomain, gate=gate
+            )
+        except LosantError as exc:
+            if is_fatal(exc):
+                raise Stop(exc) from exc
+            error = LosantError(
+                f"already a member (added since the plan was made), and its role could not "
+                f"be read to compare with {post.role.value}: {exc}"
+            )
+            self.done(index, item, "failed", keys, error=error, retries=retries)
+            return
+        role = found.get("role") if isinstance(found, dict) else None
+        user_id = found.get("userId") if isinstance(found, dict) else None
+        if not isinstance(role, str) or role == post.role.value:
+            self.done(index, item, "unchanged", keys, ALREADY_MEMBER, retries=retries)
+            return
+        if not isinstance(user_id, str):
+            error = LosantError(
+                f"already a member with role {role} (added since the plan was made), and the "
+                f"server's answer has no userId to change it to {post.role.value} by"
+            )
+            self.done(index, item, "failed", keys, error=error, retries=retries)
+            return
+        try:
+            retries += await self.patch_role(job, gate, user_id)
+        except _Retried as failed:
+            self.fail_or_stop(job, failed.error, retries + failed.retries)
+        else:
+            self.done(
+                index,
+                item,
+                "updated",
+                keys,
+                f"role changed from {role} to {post.role.value}",
+                retries=retries,
+                role=post.role.value,
+            )
 
     async def patch_role(self, job: Job, gate: _WorkerGate, user_id: str) -> int:
         """PATCH the member's role to the row's; return the retries it took."""
