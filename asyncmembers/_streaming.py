@@ -161,6 +161,17 @@ def _whole_members(body: bytes, path: str, secrets: Scrubber) -> list[dict[str, 
     items = value.get("items") if isinstance(value, dict) else None
     if not isinstance(items, list):
         raise _not_members(path, b"")
+    count = value.get("count")
+    if isinstance(count, int) and not isinstance(count, bool) and count > len(items):
+        # A page of a longer list (or a list cut short): the members not in it would be
+        # taken for non-members (a removal "not a member", a sync adding them again).
+        raise ProtocolError(
+            f"the server's answer says the instance has {count:,} members but lists "
+            f"{len(items):,}; a member list read in part is not used",
+            status=200,
+            method="GET",
+            path=path,
+        )
     return [item for item in items if isinstance(item, dict)]
 
 

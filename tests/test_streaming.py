@@ -136,6 +136,26 @@ async def test_whole_parsing_is_stricter_where_streaming_cannot_tell() -> None:
     assert "InstanceMembers" in str(await parse(body, chunk=8, streamed=False))
 
 
+@pytest.mark.parametrize(
+    ("count", "refused"),
+    [(b"6", True), (b"3", False), (b"2", False), (b"true", False), (b'"6"', False), (None, False)],
+)
+async def test_a_list_whose_count_says_more_members_than_it_holds_is_refused(
+    count: bytes | None, refused: bool
+) -> None:
+    """A page of a longer list, or a list cut short: read as the instance, its missing
+    members were "not a member" to remove_members (an outside attack: three members
+    skipped, still on the server). Parsed whole (up to 64 KiB) the count is checked;
+    a count that is not a number, or not more than the items, is left alone."""
+    items = b",".join(b'{"email":"m%d@x.com","role":"view"}' % i for i in range(3))
+    body = b'{"items":[' + items + b"]" + (b',"count":' + count if count else b"") + b"}"
+    got = await parse(body, chunk=16, streamed=False)
+    if refused:
+        assert isinstance(got, str) and "says the instance has 6 members but lists 3" in got
+    else:
+        assert isinstance(got, list) and len(got) == 3
+
+
 async def test_a_streamed_body_with_no_member_is_refused() -> None:
     # An empty list is a few bytes, always parsed whole. A body streamed because it is over
     # 64 KiB yet holding no member at items[] has its list elsewhere or none at all: read
