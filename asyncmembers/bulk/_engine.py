@@ -432,8 +432,9 @@ class Engine:
     ) -> None:
         """Account for one row (or removal), once: result, progress, journal, callback.
 
-        ``role``: the row's role, journaled with an import's outcome (a re-run that asks
-        another role for the member is not "done in an earlier run")."""
+        ``role``: the row's role (a :class:`Role`, a str), journaled with an import's
+        outcome (a re-run that asks another role for the member is not "done in an
+        earlier run")."""
         r = self.result
         p = self.progress
         r.total += 1
@@ -621,7 +622,7 @@ class Engine:
                 # A first attempt answered 200, or a resend after an answer that proved
                 # nothing was applied: this run added the member. (In a sync the plan's
                 # read, complete before any change, showed it absent.)
-                self.done(index, item, "created", keys, retries=retries, role=post.role.value)
+                self.done(index, item, "created", keys, retries=retries, role=post.role)
 
     async def _sync_existing(self, job: Job, gate: _WorkerGate, retries: int) -> None:
         """A sync's planned add answered "already a member": look the member up, then
@@ -665,7 +666,7 @@ class Engine:
                 keys,
                 f"role changed from {role} to {post.role.value}",
                 retries=retries,
-                role=post.role.value,
+                role=post.role,
             )
 
     async def patch_role(self, job: Job, gate: _WorkerGate, user_id: str) -> int:
@@ -699,7 +700,7 @@ class Engine:
                 keys,
                 f"role changed to {post.role.value}",
                 retries=retries,
-                role=post.role.value,
+                role=post.role,
             )
 
     async def _remove(self, job: Job, gate: _WorkerGate) -> None:

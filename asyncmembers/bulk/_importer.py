@@ -204,7 +204,7 @@ class _Import:
         seen = self.seen
         for key in keys:
             if journal is not None and journal.has(key, post.role.value):
-                engine.done(index, item, "skipped", keys, DONE_EARLIER, role=post.role.value)
+                engine.done(index, item, "skipped", keys, DONE_EARLIER, role=post.role)
                 return None
             first = seen.get(key)
             if first is not None:
@@ -292,7 +292,7 @@ class _Import:
             if sent_at > self.snapshot_at or role != post.role.value:
                 await self._settle(job, gate, role, table.user_id(ordinal), retries)
                 return
-        engine.done(index, item, "created", keys, retries=retries, role=post.role.value)
+        engine.done(index, item, "created", keys, retries=retries, role=post.role)
 
     async def _settle(
         self, job: Job, gate: _WorkerGate, role: str | None, user_id: str | None, retries: int
@@ -303,7 +303,7 @@ class _Import:
         assert post is not None
         if role is None or role == post.role.value:
             engine.done(
-                index, item, "skipped", keys, ALREADY_MEMBER, retries=retries, role=post.role.value
+                index, item, "skipped", keys, ALREADY_MEMBER, retries=retries, role=post.role
             )
             return
         if not self.update_roles or user_id is None:
@@ -329,7 +329,7 @@ class _Import:
                 keys,
                 f"role changed from {role} to {post.role.value}",
                 retries=retries,
-                role=post.role.value,
+                role=post.role,
             )
 
     async def _already(self, job: Job, gate: _WorkerGate) -> None:
