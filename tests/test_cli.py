@@ -116,6 +116,17 @@ async def test_list_defaults_to_json_when_piped(populated: FakeLosantServer) -> 
     assert "_links" not in data and all("userId" in m for m in data["items"])
 
 
+async def test_list_json_of_an_empty_instance_has_an_empty_items_list(
+    losant_server: FakeLosantServer,
+) -> None:
+    """`asyncmembers list | jq '.items[].email'` (the README's pipeline) met null: the
+    key was left out when the instance had no members (an outside attack)."""
+    result = await run(losant_server, "list", "--instance", IID)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["items"] == [] and data["count"] == 0
+
+
 async def test_list_table(populated: FakeLosantServer) -> None:
     result = await run(populated, "list", "--instance", IID, "--format", "table")
     assert result.exit_code == 0, result.output

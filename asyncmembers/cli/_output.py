@@ -132,6 +132,9 @@ def _wire(member: InstanceMember) -> dict[str, Any]:
 def write_members_json(members: InstanceMembers, out: IO[str]) -> None:
     """The list as the API returns it (camelCase), minus links; indented JSON."""
     data = converter.unstructure(members)
+    # Always a list, as the API sends it: `.items[]` in a jq pipeline must not meet null
+    # when the instance has no members (the converter leaves out empty defaults).
+    data = {"items": data.pop("items", []), **data}
     json.dump(data, out, indent=2, ensure_ascii=False)
     out.write("\n")
 
