@@ -54,15 +54,34 @@ def check_email(value: object, field: str = "email") -> str:
             f"{field} is {len(value)} characters long; the limit is {MAX_EMAIL_LENGTH}",
             field=field,
         )
+    plain = value.isascii()
+    if not plain:
+        _check_visible(value, field)
     if EMAIL_RE.fullmatch(value) is None:
         raise ValidationError(f"{field} is not a valid email address: {_show(value)}", field=field)
-    if not value.isascii() and not _is_utf8(value):
+    if not plain and not _is_utf8(value):
         # A lone surrogate (e.g. from a "\ud800" escape in JSON) passes the pattern but
         # cannot be sent as UTF-8 or stored by the API.
         raise ValidationError(
             f"{field} holds a character that is not valid UTF-8: {_show(value)}", field=field
         )
     return value
+
+
+def _check_visible(value: str, field: str) -> None:
+    """Refuse an invisible format character (a zero-width space, a soft hyphen, a
+    direction mark: copied from a web page or a document): ``\u200bann@example.com``
+    passed the pattern and added a second member beside ann@example.com."""
+    import unicodedata
+
+    for position, char in enumerate(value, start=1):
+        if unicodedata.category(char) == "Cf":
+            name = unicodedata.name(char, "a format character")
+            raise ValidationError(
+                f"{field} holds an invisible character (U+{ord(char):04X} {name}) at "
+                f"character {position}: {_show(value)}; delete it",
+                field=field,
+            )
 
 
 def _is_utf8(value: str) -> bool:

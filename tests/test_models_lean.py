@@ -82,3 +82,23 @@ def test_the_lean_path_is_the_one_plain_dicts_take(monkeypatch: pytest.MonkeyPat
     assert post.to_wire() == row
     InstanceMemberPost.coerce(UserDict(row))
     assert calls == [row]  # not a plain dict: the general path
+
+
+@pytest.mark.parametrize(
+    ("email", "what"),
+    [
+        ("\u200bann@example.com", "U+200B ZERO WIDTH SPACE) at character 1"),
+        ("an\u00adn@example.com", "U+00AD SOFT HYPHEN) at character 3"),
+        ("ann@example.com\ufeff", "U+FEFF ZERO WIDTH NO-BREAK SPACE) at character 16"),
+    ],
+)
+def test_an_invisible_character_in_an_email_is_refused_saying_which_and_where(
+    email: str, what: str
+) -> None:
+    """Before, each of these added a second member beside ann@example.com (an outside
+    attack). Both paths refuse it with the same message; a visible accent is fine."""
+    for build in (InstanceMemberPost.coerce, _general):
+        with pytest.raises(ValidationError, match="invisible character") as info:
+            build({"email": email, "role": "view"})
+        assert what in info.value.message and info.value.field == "email"
+    assert InstanceMemberPost.coerce({"email": "zoë@example.com", "role": "view"}).email
