@@ -35,11 +35,12 @@ from ._engine import (
     read_rows,
     run_engine,
 )
-from ._journal import ROLE_DIFFERS
+from ._journal import ROLE_DIFFERS, UNCHECKED
 from ._result import (
     ALREADY_MEMBER,
     DONE_EARLIER,
     DUPLICATE,
+    ROLE_UNCHECKED,
     BulkResult,
     Outcome,
     Progress,
@@ -335,13 +336,19 @@ class _Import:
     async def _already(self, job: Job, gate: _WorkerGate) -> None:
         """The server said "already a member": find its role, then skip or PATCH."""
         engine = self.engine
-        _, _index, _item, post, keys, _ = job
+        _, index, item, post, keys, _ = job
         assert post is not None
         role: str | None = None
         user_id: str | None = None
         ordinal = self.table.find_any(keys) if self.table.ready else None
         if ordinal is not None:
             role, user_id = self.table.role(ordinal), self.table.user_id(ordinal)
+        elif engine.halted:
+            # Stopping: no new request is sent, but this row's answer is in: account for
+            # it (dropped, it was in no count although its POST had been answered), and
+            # journal it as not done, so that a re-run checks the role.
+            engine.done(index, item, "skipped", keys, ROLE_UNCHECKED, journal_as=UNCHECKED)
+            return
         else:
             try:
                 found = await find_member(

@@ -54,6 +54,9 @@ _READABLE = (1, 2)
 _DONE = frozenset({"created", "updated", "skipped", "removed"})
 #: An import row skipped because the member has another role (no ``update_roles``).
 ROLE_DIFFERS = "role_differs"
+#: An import row answered "already a member" while the run was stopping: its role was
+#: not read, so a re-run sends it again.
+UNCHECKED = "role_unchecked"
 
 
 def _header(instance_id: str, mode: str) -> bytes:

@@ -24,6 +24,7 @@ OutcomeKind = Literal["created", "updated", "removed", "unchanged", "skipped", "
 
 #: Reasons a row is skipped; ``BulkResult.skipped_by_reason`` counts by these.
 ALREADY_MEMBER = "already a member"
+ROLE_UNCHECKED = "already a member (its role was not read: the run was stopping)"
 DUPLICATE = "duplicate in input"
 DONE_EARLIER = "done in an earlier run"
 NOT_A_MEMBER = "not a member"
