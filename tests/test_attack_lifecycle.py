@@ -373,6 +373,10 @@ def test_summary_json_after_a_second_signal_still_counts_the_rows(
         missing = [key for key in keys if key not in figures]
         assert not missing, f"--summary-json after a second signal lacks {missing}: {figures}"
         assert figures["total"] == sum(figures[key] for key in parts)
+        # Every key a result has is there, null where the cancelled run cannot say (an
+        # outside attack found requests, retries, elapsed ... missing).
+        for key in ("failures_by_type", "dry_run", "elapsed", "requests", "retries"):
+            assert key in figures and figures[key] is None, (key, figures)
     finally:
         s.close()
 

@@ -443,7 +443,8 @@ def write_summary_json(
     ``result.to_dict()`` (counts, failures by type, elapsed, requests, retries) plus
     ``command`` (import, sync, remove), ``exit_status``, ``status`` (complete,
     interrupted, stopped) and ``error``. Without a result (a second signal cancelled the
-    run), the counts of the rows accounted for are taken from ``progress``.
+    run), the counts of the rows accounted for are taken from ``progress``, and the
+    result's other keys are there with ``null``: a batch job reads the same keys always.
     """
     data: dict[str, Any] = {
         "command": command,
@@ -454,6 +455,8 @@ def write_summary_json(
     if result is not None:
         data.update(result.to_dict())
     elif progress is not None:
+        kind = {"sync": SyncResult, "remove": RemoveResult}.get(command, BulkResult)
+        data.update(dict.fromkeys(kind().to_dict()))
         data.update(_progress_counts(progress, command))
     try:
         with open(path, "w", encoding="utf-8") as f:
