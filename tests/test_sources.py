@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -731,3 +732,38 @@ def test_old_mac_cr_line_ends_are_line_ends() -> None:
 def test_rows_of_unicode_whitespace_are_blank_too() -> None:
     data = "email,role\n\u00a0,\u3000\n\x0c,\n a@x.io ,view\n".encode()
     assert read(data, "csv") == [(4, {"email": "a@x.io", "role": "view"})]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data", "texts"),
+    [
+        (
+            "jsonl",
+            b'{"email": "ann@example.com", "role": "admin",}\n"carl@example.com"\n',
+            ['{"email": "ann@example.com", "role": "admin",}', '"carl@example.com"'],
+        ),
+        (
+            "json",
+            b'["dee@example.com", ["eve@example.com", "view"]]',
+            ['"dee@example.com"', '["eve@example.com", "view"]'],
+        ),
+    ],
+)
+def test_a_row_that_is_no_json_object_keeps_its_text_for_the_error_report(
+    fmt: str, data: bytes, texts: list[str]
+) -> None:
+    """Before, the report held only the line number and the message of such a row (an
+    outside attack): "fix the rows in place" had nothing to fix."""
+    from asyncmembers.report import ErrorReportWriter
+
+    with open_source("-", format=fmt, stdin=io.BytesIO(data)) as src:
+        rows = list(src)
+    out = io.StringIO()
+    with ErrorReportWriter(out, columns=["email", "role"]) as report:
+        for row in rows:
+            try:
+                row.to_member_post()
+            except ValidationError as exc:
+                report.write(row, exc)
+    written = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [json.loads(r["extra"])["row"] for r in written] == texts

@@ -303,12 +303,26 @@ class _Objects:
         self._maps: dict[tuple[str, ...], ColumnMap] = {}
 
     def row(
-        self, value: Any, *, line: int | None, element: int | None, index: int, problem: str | None
+        self,
+        value: Any,
+        *,
+        line: int | None,
+        element: int | None,
+        index: int,
+        problem: str | None,
+        text: str | None = None,
     ) -> SourceRow:
+        """The row of one JSON value; ``text``: the line as read, when it is no JSON."""
         if problem is None and not isinstance(value, dict):
             problem = f"expected a JSON object, got {show_json(value)}"
+            text = json.dumps(value, ensure_ascii=False)
         if problem is not None:
-            return SourceRow(line=line, element=element, index=index, fields={}, problem=problem)
+            # The text goes to the error report's ``extra`` (as "row"): a row that is no
+            # JSON object must still be there to fix in place, not only its line number.
+            fields = {} if text is None else {"row": text}
+            return SourceRow(
+                line=line, element=element, index=index, fields=fields, problem=problem
+            )
         names = tuple(value)
         column_map = self._maps.get(names)
         if column_map is None:
@@ -383,7 +397,14 @@ def jsonl_rows(
                 ) from None
             problem = f"is not valid JSON: {getattr(exc, 'msg', exc)}"
         first = False
-        yield objects.row(value, line=line, element=None, index=index, problem=problem)
+        yield objects.row(
+            value,
+            line=line,
+            element=None,
+            index=index,
+            problem=problem,
+            text=None if problem is None else text,
+        )
         index += 1
 
 
