@@ -678,3 +678,28 @@ def test_fake_server_usage_errors(args: list[str], expected: str) -> None:
     result = CliRunner().invoke(cli, ["fake-server", *args], catch_exceptions=False)
     assert result.exit_code == 2
     assert expected in result.stderr
+
+
+@pytest.mark.parametrize("complete", [True, False])
+async def test_a_progress_bar_cut_short_is_not_drawn_as_finished(complete: bool) -> None:
+    """SIGINT 10% into an import left "✓ Importing ━━━ 192/192" (an outside attack): the
+    total was set to the rows done and the bar drawn finished."""
+    import io
+
+    from rich.console import Console
+
+    from asyncmembers.bulk import Progress
+    from asyncmembers.cli._output import _RichProgress
+
+    live = Progress(total=2000)
+    live.done = 192
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    bar = _RichProgress(live, console, "Importing")
+    bar.start()
+    bar.stop(complete=complete)
+    text = buffer.getvalue()
+    if complete:
+        assert "✓" in text and "192/192" in text
+    else:
+        assert "✓" not in text and "192/2,000" in text and "Importing (stopped)" in text

@@ -122,7 +122,7 @@ async def run_import(
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
-        display.stop()
+        display.stop(complete=False)
         out.print(
             f"{stop.word} again: stopped at once after {live.done:,} rows. " + _again_hint(journal),
             highlight=False,
@@ -130,7 +130,7 @@ async def run_import(
         summary_file(stop.exit_code, "interrupted", None, f"{stop.word.lower()} twice")
         return ImportRun(stop.exit_code, "interrupted", report_rows=report.count if report else 0)
     except StoppedError as exc:
-        display.stop()
+        display.stop(complete=False)
         partial = exc.result if isinstance(exc.result, BulkResult) else None
         if progress == "rich":
             out.print()
@@ -144,7 +144,7 @@ async def run_import(
             stop.exit_code, "interrupted", partial, report_rows=report.count if report else 0
         )
     except LosantError as exc:
-        display.stop()
+        display.stop(complete=False)
         partial = exc.result
         code = exit_code_for(exc)
         if partial is not None and partial.total:

@@ -514,14 +514,14 @@ class ImportProgress(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, complete: bool = True) -> None: ...
 
 
 class _NoProgress:
     def start(self) -> None:
         pass
 
-    def stop(self) -> None:
+    def stop(self, complete: bool = True) -> None:
         pass
 
 
@@ -532,6 +532,9 @@ class _Ticker:
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+
+    #: False once stopped before the run ended (a signal, a fatal error).
+    complete = True
 
     def tick(self, final: bool = False) -> None:
         raise NotImplementedError
@@ -544,10 +547,13 @@ class _Ticker:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def stop(self) -> None:
+    def stop(self, complete: bool = True) -> None:
+        """End the display; ``complete=False``: the run was cut short (the bar is not
+        drawn as finished)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+            self.complete = complete
             self.tick(final=True)
 
 
@@ -599,6 +605,7 @@ class _RichProgress(_Ticker):
             auto_refresh=False,  # redrawn by our own ticker on the event loop: no thread
             transient=False,
         )
+        self.label = label
         self.task: TaskID = self.progress.add_task(
             label, total=live.total, counts="", rate=0.0, failed=0, eta=""
         )
@@ -610,7 +617,7 @@ class _RichProgress(_Ticker):
     def tick(self, final: bool = False) -> None:
         p = self.live
         total = p.total
-        if final or (total is not None and p.done > total):
+        if (final and self.complete) or (total is not None and p.done > total):
             total = p.done  # the estimate was an upper bound (or low): end at 100 %
         counts = f"{p.done:,}/{total:,}" if total is not None else f"{p.done:,}"
         eta = f"ETA {duration(p.eta)}" if total and not final and p.eta is not None else ""
@@ -618,6 +625,7 @@ class _RichProgress(_Ticker):
             self.task,
             completed=p.done,
             total=total,
+            description=self.label if self.complete else f"{self.label} (stopped)",
             counts=counts,
             rate=p.rate,
             failed=p.failed,

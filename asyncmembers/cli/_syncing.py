@@ -152,7 +152,7 @@ async def run_sync(
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
-        display.stop()
+        display.stop(complete=False)
         if seen_plan:
             out.print(
                 f"{stop.word} again: stopped at once after {live.done:,} rows. "
@@ -165,7 +165,7 @@ async def run_sync(
         summary_file(stop.exit_code, "interrupted", None, stop.word.lower())
         return SyncRun(stop.exit_code, "interrupted", report_rows=report.count if report else 0)
     except StoppedError as exc:
-        display.stop()
+        display.stop(complete=False)
         partial = exc.result if isinstance(exc.result, SyncResult) else None
         if not seen_plan:
             out.print(
@@ -191,7 +191,7 @@ async def run_sync(
             report.count if report else 0,
         )
     except LosantError as exc:
-        display.stop()
+        display.stop(complete=False)
         partial = exc.result if isinstance(exc.result, SyncResult) else None
         code = exit_code_for(exc)
         changed = partial is not None and (partial.added or partial.updated or partial.removed)
