@@ -528,3 +528,16 @@ async def test_a_redirect_to_the_token_in_capitals_as_a_host_is_masked() -> None
     finally:
         await runner.cleanup()
     assert token not in error_text(info.value).lower()
+
+
+async def test_a_token_too_short_to_mask_does_not_blot_out_usage_errors() -> None:
+    """A token shorter than the transport masks (8 characters) is not masked in usage
+    errors either: masking "ab" would garble the message that says what was wrong."""
+    from tests.test_cli import run
+
+    result = await run(
+        None, "--url", "http://127.0.0.1:9", "--token", "ab", "list", "--instance", "labrador",
+        token=None,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "'labrador'" in result.stderr, result.stderr

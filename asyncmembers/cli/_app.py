@@ -117,12 +117,15 @@ class _Group(click.Group):
 
 
 def _known_secrets(ctx: click.Context) -> set[str]:
-    """The tokens this run knows: given to the group or a command, or in the environment."""
+    """The tokens this run knows: given to the group or a command, or in the environment.
+    (Not one shorter than the transport masks: "t" would blot out every message.)"""
+    from .._transport import MIN_SCRUBBED_SECRET
+
     redactor = ctx.meta.get("asyncmembers.redactor")
     secrets = set(redactor.secrets) if isinstance(redactor, _Redactor) else set()
     if env := os.environ.get("LOSANT_API_TOKEN", "").strip():
         secrets.add(env)
-    return {s for s in secrets if s}
+    return {s for s in secrets if len(s) >= MIN_SCRUBBED_SECRET}
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS, epilog=_EXIT_HELP)
