@@ -9,7 +9,8 @@ embedded server in its own process, so the server's memory is not counted:
 - ``instance``: a 1-row import into a 200k-member instance;
 - ``instance_rows``: a 1k-row import into the 200k-member instance (the background read of
   the members completes), with the longest single event-loop step;
-- ``resume``: a re-run of a finished 200k-row import with its journal.
+- ``resume``: a re-run of a finished 200k-row import with its journal;
+- ``sync``: a dry-run sync of a 1M-row list of new members (every row a planned add).
 
 The longest loop step is measured by a heartbeat task that sleeps 5 ms at a time and
 records how late it wakes: any callback that holds the loop shows up as lateness (counted
@@ -199,6 +200,10 @@ async def _case(name: str, n: int, url: str, workdir: Path) -> dict[str, Any]:
                 result = await am.bulk_import(client, instanceId=BIG, members=_rows(tag, 1))
             elif name == "instance_rows":
                 result = await am.bulk_import(client, instanceId=BIG, members=_rows(tag, 1000))
+            elif name == "sync":
+                result = await am.sync_members(
+                    client, instanceId=IID, members=_rows(tag, n), dry_run=True
+                )
             elif name == "resume":
                 result = await am.bulk_import(
                     client, instanceId=IID, members=_rows(tag, n), journal=journal
@@ -263,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             (f"1-row import, {big:,}-member instance", "instance", 1),
             (f"1k-row import, {big:,}-member instance", "instance_rows", 1000),
             (f"resume of a finished {big:,}-row journal", "resume", big),
+            (f"dry-run sync of {1_000_000 // scale:,} new members", "sync", 1_000_000 // scale),
         ]
         for label, name, n in plan:
             rows.append((label, run_case(name, n, server.url, work)))
@@ -272,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for label, fig in rows:
         r = fig["result"]
-        counts = ", ".join(f"{k} {r[k]:,}" for k in ("created", "skipped", "failed") if r[k])
+        kinds = ("created", "added", "skipped", "failed")
+        counts = ", ".join(f"{k} {r[k]:,}" for k in kinds if r.get(k))
         print(
             f"{label:45} {fig['peak_mb']:7.1f}MB {fig['peak_mb'] - base_peak:+7.1f} "
             f"{fig['elapsed']:7.2f}s {fig['max_step_ms']:15.1f} ms {fig['max_gc_ms']:7.1f} ms  {counts}"

@@ -7,6 +7,7 @@ row waiting for its turn or for a ``Retry-After`` must not hold it for the wait.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from aiohttp import web
@@ -56,19 +57,26 @@ async def test_rows_waiting_out_a_retry_after_are_dropped_at_once(kind: str) -> 
     assert result.total == 0 and result.failed == 0
 
 
-async def test_a_request_in_flight_when_halted_finishes_and_is_counted() -> None:
+async def import_stopped_mid_post(
+    answer: Callable[[dict[str, str]], web.Response], *, list_after_stop: bool = False
+) -> tuple[am.BulkResult, list[str]]:
+    """bulk_import (concurrency 1), stopped while the server holds its first POST; the
+    POST is then answered with ``answer(body)``. ``list_after_stop``: the member list
+    arrives only then too. Returns the partial result and the emails POSTed."""
     held = asyncio.Event()
     release = asyncio.Event()
     posts: list[str] = []
 
     async def handler(request: web.Request) -> web.Response:
         if request.method == "GET":
+            if list_after_stop:
+                await release.wait()
             return web.json_response({"items": [], "count": 0})
         body = await request.json()
         posts.append(body["email"])
         held.set()
         await release.wait()
-        return web.json_response({"email": body["email"], "role": body["role"]})
+        return answer(body)
 
     rows = [{"email": f"f{i}@example.com", "role": "view"} for i in range(50)]
     stop = asyncio.Event()
@@ -82,7 +90,15 @@ async def test_a_request_in_flight_when_halted_finishes_and_is_counted() -> None
         release.set()
         with pytest.raises(am.StoppedError) as info:
             await asyncio.wait_for(task, GUARD)
-        result = info.value.result
+    result = info.value.result
+    assert isinstance(result, am.BulkResult)
+    return result, posts
+
+
+async def test_a_request_in_flight_when_halted_finishes_and_is_counted() -> None:
+    result, posts = await import_stopped_mid_post(
+        lambda body: web.json_response({"email": body["email"], "role": body["role"]})
+    )
     assert posts == ["f0@example.com"]
     assert (result.total, result.created) == (1, 1)
 
@@ -99,34 +115,13 @@ async def test_a_row_answered_already_a_member_while_halting_is_counted() -> Non
     dropped: counted nowhere although its answer was in (an outside attack: total 0, 17
     requests). Now it is skipped, saying its role was not read, and journaled as not
     done, so a re-run checks the role."""
-    held = asyncio.Event()
-    release = asyncio.Event()
-
-    async def handler(request: web.Request) -> web.Response:
-        if request.method == "GET":
-            await release.wait()  # the list arrives after the stop: no role to be had
-            return web.json_response({"items": [], "count": 0})
-        held.set()
-        await release.wait()
-        return web.json_response(
+    result, _ = await import_stopped_mid_post(
+        lambda body: web.json_response(
             {"type": "BadRequest", "message": "User is already a member of this instance"},
             status=400,
-        )
-
-    rows = [{"email": f"a{i}@example.com", "role": "view"} for i in range(20)]
-    stop = asyncio.Event()
-    async with serve(handler) as url, am.Client(auth_token=TOKEN, url=url, retry=PATIENT) as c:
-        task = asyncio.ensure_future(
-            am.bulk_import(c, instanceId=IID, members=rows, concurrency=1, stop=stop)
-        )
-        await asyncio.wait_for(held.wait(), GUARD)
-        stop.set()
-        await asyncio.sleep(0.05)
-        release.set()
-        with pytest.raises(am.StoppedError) as info:
-            await asyncio.wait_for(task, GUARD)
-    result = info.value.result
-    assert isinstance(result, am.BulkResult)
+        ),
+        list_after_stop=True,  # no role to be had from the list either
+    )
     assert (result.total, result.skipped) == (1, 1)
     assert list(result.skipped_by_reason) == [
         "already a member (its role was not read: the run was stopping)"

@@ -17,11 +17,12 @@ sort of the whole table ever blocks the event loop.
 from __future__ import annotations
 
 import array
+import collections
 import hashlib
 import re
 import sys
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["DigestSet", "MemberTable", "digest"]
@@ -355,3 +356,26 @@ class MemberTable:
             if bucket is not None:
                 total += bucket.buffer_info()[1] * bucket.itemsize
         return total
+
+
+class RecentKeys:
+    """The row that first named each of the last ``size`` keys: a row naming one of them
+    again is a duplicate. Memory stays flat however long the input; a repeat farther
+    apart is sent again and the server's "already a member" settles it."""
+
+    __slots__ = ("_order", "_size", "first")
+
+    def __init__(self, size: int) -> None:
+        #: key -> the index of the row that first named it (read it directly: per row).
+        self.first: dict[str, int] = {}
+        self._order: collections.deque[str] = collections.deque()
+        self._size = size
+
+    def add(self, keys: Iterable[str], index: int) -> None:
+        """Remember ``keys`` as named by row ``index``, forgetting the oldest past ``size``."""
+        first, order = self.first, self._order
+        for key in keys:
+            if len(order) >= self._size:
+                del first[order.popleft()]
+            first[key] = index
+            order.append(key)

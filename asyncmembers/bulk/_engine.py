@@ -34,7 +34,6 @@ from ._digest import MemberTable
 from ._journal import Journal
 from ._pacing import Pacer
 from ._result import (
-    ALREADY_MEMBER,
     BulkResult,
     ItemFailure,
     Outcome,
@@ -286,7 +285,6 @@ class Engine:
         self.losantdomain = losantdomain
         self.on_outcome = on_outcome
         self.result = result
-        self.sync = isinstance(result, SyncResult)
         self.progress = progress
         self.journal: Journal | None = None
         self.pacer: Pacer | None = None
@@ -307,8 +305,9 @@ class Engine:
             progress.started = self.started
             progress.finished = False
             progress.ended = None
-        #: Set by bulk_import: what to do with a row the server says is already a member.
-        self.on_already: Callable[[Job, _WorkerGate], Awaitable[None]] | None = None
+        #: Set by bulk_import and sync_members: what to do with a row whose POST the server
+        #: answered "already a member" (after ``retries``).
+        self.on_already: Callable[[Job, _WorkerGate, int], Awaitable[None]] | None = None
         #: Set by bulk_import: settle a POST whose success was confirmed by a lookup after
         #: an ambiguous attempt (sent at loop time ``t``): created, or there before?
         self.on_confirmed: Callable[[Job, _WorkerGate, float, int], Awaitable[None]] | None = None
@@ -605,11 +604,7 @@ class Engine:
             )
         except BadRequestError as exc:
             if exc.already_member and self.on_already is not None:
-                await self.on_already(job, gate)
-            elif exc.already_member and self.sync:
-                # Planned as missing, but the server has it (added meanwhile): make its
-                # role the row's, as the plan would have had it been there.
-                await self._sync_existing(job, gate, max(0, gate.sends - before - 1))
+                await self.on_already(job, gate, max(0, gate.sends - before - 1))
             else:
                 self.fail_or_stop(job, exc, max(0, gate.sends - before - 1))
         except LosantError as exc:
@@ -624,11 +619,11 @@ class Engine:
                 # read, complete before any change, showed it absent.)
                 self.done(index, item, "created", keys, retries=retries, role=post.role)
 
-    async def _sync_existing(self, job: Job, gate: _WorkerGate, retries: int) -> None:
-        """A sync's planned add answered "already a member": look the member up, then
-        leave it (same role) or PATCH it to the row's role."""
-        _, index, item, post, keys, _ = job
-        assert post is not None
+    async def member_role(
+        self, post: InstanceMemberPost, gate: _WorkerGate
+    ) -> tuple[str | None, str | None]:
+        """The role and userId of the member ``post`` names, as the server answers a
+        lookup (None where it has none). A fatal error stops the run; another is raised."""
         try:
             found = await find_member(
                 self.client, self.path, post, losantdomain=self.losantdomain, gate=gate
@@ -636,42 +631,27 @@ class Engine:
         except LosantError as exc:
             if is_fatal(exc):
                 raise Stop(exc) from exc
-            error = LosantError(
-                f"already a member (added since the plan was made), and its role could not "
-                f"be read to compare with {post.role.value}: {exc}"
-            )
-            self.done(index, item, "failed", keys, error=error, retries=retries)
-            return
-        role = found.get("role") if isinstance(found, dict) else None
-        user_id = found.get("userId") if isinstance(found, dict) else None
-        if not isinstance(role, str) or role == post.role.value:
-            self.done(index, item, "unchanged", keys, ALREADY_MEMBER, retries=retries)
-            return
-        if not isinstance(user_id, str):
-            error = LosantError(
-                f"already a member with role {role} (added since the plan was made), and the "
-                f"server's answer has no userId to change it to {post.role.value} by"
-            )
-            self.done(index, item, "failed", keys, error=error, retries=retries)
-            return
-        try:
-            retries += await self.patch_role(job, gate, user_id)
-        except _Retried as failed:
-            self.fail_or_stop(job, failed.error, retries + failed.retries)
-        else:
-            self.done(
-                index,
-                item,
-                "updated",
-                keys,
-                f"role changed from {role} to {post.role.value}",
-                retries=retries,
-                role=post.role,
-            )
+            raise
+        if not isinstance(found, dict):
+            return None, None
+        role, user_id = found.get("role"), found.get("userId")
+        return (
+            role if isinstance(role, str) else None,
+            user_id if isinstance(user_id, str) else None,
+        )
 
-    async def patch_role(self, job: Job, gate: _WorkerGate, user_id: str) -> int:
-        """PATCH the member's role to the row's; return the retries it took."""
-        post = job[3]
+    async def change_role(
+        self,
+        job: Job,
+        gate: _WorkerGate,
+        user_id: str,
+        retries: int = 0,
+        was: str | None = None,
+    ) -> None:
+        """PATCH the member to the row's role and account for the row: ``updated`` (from
+        ``was`` when known), or failed (or the run stopped) with the PATCH's error.
+        ``retries``: those the row took before the PATCH."""
+        _, index, item, post, keys, _ = job
         assert post is not None
         path = member_path(self.instance_id, user_id)
         self.first_sends += 1
@@ -681,27 +661,18 @@ class Engine:
                 path, post.role.value, losantdomain=self.losantdomain, gate=gate
             )
         except LosantError as exc:
-            exc_retries = max(0, gate.sends - before - 1)
-            raise _Retried(exc, exc_retries) from exc
-        return max(0, gate.sends - before - 1)
+            self.fail_or_stop(job, exc, retries + max(0, gate.sends - before - 1))
+            return
+        changed = f"from {was} to {post.role.value}" if was else f"to {post.role.value}"
+        retries += max(0, gate.sends - before - 1)
+        self.done(
+            index, item, "updated", keys, f"role changed {changed}", retries=retries, role=post.role
+        )
 
     async def _patch(self, job: Job, gate: _WorkerGate) -> None:
-        _, index, item, post, keys, user_id = job
-        assert user_id is not None and post is not None
-        try:
-            retries = await self.patch_role(job, gate, user_id)
-        except _Retried as failed:
-            self.fail_or_stop(job, failed.error, failed.retries)
-        else:
-            self.done(
-                index,
-                item,
-                "updated",
-                keys,
-                f"role changed to {post.role.value}",
-                retries=retries,
-                role=post.role,
-            )
+        user_id = job[5]
+        assert user_id is not None
+        await self.change_role(job, gate, user_id)
 
     async def _remove(self, job: Job, gate: _WorkerGate) -> None:
         _, index, item, _, keys, user_id = job
@@ -753,12 +724,6 @@ class Engine:
         await scan_members(
             self.client, self.path, consume, losantdomain=self.losantdomain, gate=gate
         )
-
-
-class _Retried(Exception):
-    def __init__(self, error: LosantError, retries: int) -> None:
-        self.error = error
-        self.retries = retries
 
 
 class _JobQueue(asyncio.Queue["Job | None"]):

@@ -11,7 +11,7 @@ into a 200k-member instance costs one POST, not the whole list.
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Iterable
@@ -19,16 +19,14 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from ..client import Client
 from ..errors import LosantError, ProtocolError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
-from ._digest import MemberTable
+from ._digest import MemberTable, RecentKeys
 from ._engine import (
     ADD,
     PATCH,
     Engine,
     Job,
     Stop,
-    _Retried,
     _WorkerGate,
-    find_member,
     import_key,
     is_fatal,
     new_engine,
@@ -137,8 +135,7 @@ class _Import:
         # The dedupe window: key -> first row index, evicted oldest first via the deque.
         # (Deleting a dict's first key repeatedly leaves dummy slots that every later
         # next(iter(dict)) scans past: quadratic at a million rows.)
-        self.seen: dict[str, int] = {}
-        self.seen_order: collections.deque[str] = collections.deque()
+        self.seen = RecentKeys(DEDUPE_WINDOW)
         engine.on_already = self._already
         engine.on_confirmed = self._confirmed
         # When the (last) read of the members began to arrive: its snapshot was taken
@@ -202,7 +199,7 @@ class _Import:
             return None
         keys = import_key(post)
         journal = engine.journal
-        seen = self.seen
+        seen = self.seen.first
         for key in keys:
             if journal is not None and journal.has(key, post.role.value):
                 engine.done(index, item, "skipped", keys, DONE_EARLIER, role=post.role)
@@ -221,12 +218,7 @@ class _Import:
                     journal_as="duplicate",
                 )
                 return None
-        order = self.seen_order
-        for key in keys:
-            if len(order) >= DEDUPE_WINDOW:
-                del seen[order.popleft()]
-            seen[key] = index
-            order.append(key)
+        self.seen.add(keys, index)
         table = self.table
         if table.ready:
             ordinal = table.find_any(keys)
@@ -318,23 +310,11 @@ class _Import:
                 journal_as=ROLE_DIFFERS,
             )
             return
-        try:
-            retries += await engine.patch_role(job, gate, user_id)
-        except _Retried as failed:
-            engine.fail_or_stop(job, failed.error, retries + failed.retries)
-        else:
-            engine.done(
-                index,
-                item,
-                "updated",
-                keys,
-                f"role changed from {role} to {post.role.value}",
-                retries=retries,
-                role=post.role,
-            )
+        await engine.change_role(job, gate, user_id, retries, was=role)
 
-    async def _already(self, job: Job, gate: _WorkerGate) -> None:
-        """The server said "already a member": find its role, then skip or PATCH."""
+    async def _already(self, job: Job, gate: _WorkerGate, _retries: int) -> None:
+        """The server said "already a member": find its role, then skip or PATCH. (The
+        row's outcome counts its PATCH's retries, not its POST's.)"""
         engine = self.engine
         _, index, item, post, keys, _ = job
         assert post is not None
@@ -350,16 +330,7 @@ class _Import:
             engine.done(index, item, "skipped", keys, ROLE_UNCHECKED, journal_as=UNCHECKED)
             return
         else:
-            try:
-                found = await find_member(
-                    engine.client, engine.path, post, losantdomain=engine.losantdomain, gate=gate
-                )
-            except LosantError as exc:
-                if is_fatal(exc):
-                    raise Stop(exc) from exc
-                found = None
-            if isinstance(found, dict):
-                r, u = found.get("role"), found.get("userId")
-                role = r if isinstance(r, str) else None
-                user_id = u if isinstance(u, str) else None
+            # A lookup that fails (not fatally) leaves the role unknown: skipped.
+            with contextlib.suppress(LosantError):
+                role, user_id = await engine.member_role(post, gate)
         await self._settle(job, gate, role, user_id, 0)

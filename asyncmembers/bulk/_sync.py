@@ -20,7 +20,6 @@ the run and refused for another instance or mode, like an import's.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import pickle
 import re
@@ -34,7 +33,7 @@ from .._schema import EMAIL_RE, OBJECT_ID_RE
 from ..client import Client
 from ..errors import LosantError, ValidationError
 from ..models import InstanceMemberPost, MemberLike
-from ._digest import MemberTable
+from ._digest import MemberTable, RecentKeys
 from ._engine import (
     ADD,
     PATCH,
@@ -42,6 +41,7 @@ from ._engine import (
     Engine,
     Job,
     Stop,
+    _WorkerGate,
     member_keys,
     new_engine,
     read_rows,
@@ -49,7 +49,7 @@ from ._engine import (
 )
 from ._importer import DEDUPE_WINDOW
 from ._pacing import Pacer
-from ._result import Outcome, Progress, SyncResult
+from ._result import ALREADY_MEMBER, Outcome, Progress, SyncResult
 
 __all__ = ["SyncPlan", "sync_members"]
 
@@ -245,10 +245,10 @@ class _Sync:
         #: Invalid rows that name no member clearly (so any member may be the one meant).
         self.unclear_rows = 0
         #: The keys of the last DEDUPE_WINDOW planned adds (a repeat is a duplicate).
-        self.added: dict[str, int] = {}
-        self.added_order: collections.deque[str] = collections.deque()
+        self.added = RecentKeys(DEDUPE_WINDOW)
         self.plan = SyncPlan()
         self.on_plan: Callable[[SyncPlan], None] | None = None
+        engine.on_already = self._already
 
     async def execute(self, members: Iterable[MemberLike] | AsyncIterable[MemberLike]) -> None:
         engine = self.engine
@@ -344,6 +344,33 @@ class _Sync:
                     return True
         return False
 
+    async def _already(self, job: Job, gate: _WorkerGate, retries: int) -> None:
+        """A planned add answered "already a member" (added since the plan was made): look
+        the member up, then leave it (same role) or PATCH it to the row's role, as the
+        plan would have had it been there."""
+        engine = self.engine
+        _, index, item, post, keys, _ = job
+        assert post is not None
+        try:
+            role, user_id = await engine.member_role(post, gate)
+        except LosantError as exc:
+            error = LosantError(
+                f"already a member (added since the plan was made), and its role could not "
+                f"be read to compare with {post.role.value}: {exc}"
+            )
+            engine.done(index, item, "failed", keys, error=error, retries=retries)
+            return
+        if role is None or role == post.role.value:
+            engine.done(index, item, "unchanged", keys, ALREADY_MEMBER, retries=retries)
+        elif user_id is None:
+            error = LosantError(
+                f"already a member with role {role} (added since the plan was made), and the "
+                f"server's answer has no userId to change it to {post.role.value} by"
+            )
+            engine.done(index, item, "failed", keys, error=error, retries=retries)
+        else:
+            await engine.change_role(job, gate, user_id, retries, was=role)
+
     def _withheld_error(self) -> LosantError:
         if self.unclear_rows:
             return LosantError(
@@ -394,22 +421,15 @@ class _Sync:
         keys = member_keys(post)
         ordinal = table.find_any(keys)
         if ordinal is None:
-            added = self.added
-            if any(key in added for key in keys):
+            if any(key in self.added.first for key in keys):
                 engine.done(
                     index, item, "unchanged", keys, "duplicate in input", journal_as="duplicate"
                 )
                 return
-            # The adds are remembered for the last DEDUPE_WINDOW of them only, as an
-            # import's rows are: a repeat further apart is POSTed again and the server's
-            # "already a member" settles it. (Kept in the member table, they cost ~50
-            # bytes a row: a sync's memory grew with its list, 153 MB for 2M rows.)
-            order = self.added_order
-            for key in keys:
-                if len(order) >= DEDUPE_WINDOW:
-                    del added[order.popleft()]
-                added[key] = index
-                order.append(key)
+            # Remembered for the last DEDUPE_WINDOW adds only, as an import's rows are: a
+            # repeat further apart is POSTed again and _already settles it. (Kept in the
+            # member table, they cost ~50 bytes a row: 153 MB for a 2M-row list.)
+            self.added.add(keys, index)
             if post.user_id is None:
                 self.email_only_adds += 1
             self._change(ADD, index, item, post, keys, None, "would be added (dry run)")
